@@ -1,0 +1,54 @@
+"""One-line errors for users, and the runner every stage's ``__main__`` goes through."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Callable, NoReturn
+
+log = logging.getLogger("stages")
+
+
+class PipelineError(Exception):
+    """A problem the user can fix: bad input, a bad param, a missing file or service.
+
+    The message is shown as one line, without a traceback, so it must name the file or
+    param at fault and say what to do.
+    """
+
+
+def _raise_interrupt(signum, frame) -> NoReturn:
+    # Turning SIGTERM into KeyboardInterrupt lets the same ``finally`` blocks that clean
+    # up after Ctrl-C remove temporary outputs when DVC or a scheduler kills the stage.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def configure_logging() -> None:
+    """Log ``INFO`` and up to stderr in a compact format (``STAGES_LOG_LEVEL`` overrides)."""
+    level = os.environ.get("STAGES_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def run_stage(name: str, main: Callable[[], None]) -> None:
+    """Run a stage's ``main`` and turn expected failures into one line on stderr.
+
+    Exit codes: 0 success, 2 a :class:`PipelineError`, 130 interrupted (SIGINT/SIGTERM).
+    Outputs are written to temporary paths and renamed into place, so an interrupted
+    stage leaves its previous outputs as they were.
+    """
+    configure_logging()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        main()
+    except PipelineError as exc:
+        print(f"error: {name}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"error: {name}: interrupted; its previous outputs were left as they were, run it again", file=sys.stderr)
+        sys.exit(130)

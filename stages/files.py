@@ -1,0 +1,91 @@
+"""Atomic output writing: every output appears whole or not at all.
+
+Outputs are written to a temporary sibling (same folder, so the rename stays on one
+filesystem) and renamed into place only once complete; an error or interrupt removes the
+temporary and leaves whatever was there before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from stages.errors import PipelineError
+
+
+def ensure_writable_dir(path: os.PathLike | str) -> Path:
+    """Create ``path``'s parent folder if needed and check it is writable, before work starts."""
+    parent = Path(path).absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".write-probe-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise PipelineError(
+            f"{parent}: cannot write outputs there ({exc.strerror or exc}); fix its permissions or free space"
+        ) from None
+    return parent
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces ``path`` when the block succeeds."""
+    path = Path(path)
+    parent = ensure_writable_dir(path)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        old = parent / f".{path.name}.old-{os.getpid()}"
+        if path.exists() or path.is_symlink():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        _remove(old)
+    finally:
+        _remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_file(path: os.PathLike | str, mode: str = "w", **open_kwargs) -> Iterator:
+    """Open a temporary file that replaces ``path`` when the block succeeds."""
+    path = Path(path)
+    parent = ensure_writable_dir(path)
+    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.tmp-")
+    tmp = Path(tmp_name)
+    try:
+        if "b" not in mode:
+            open_kwargs.setdefault("encoding", "utf-8")
+            if "newline" not in open_kwargs:
+                open_kwargs["newline"] = ""
+        with os.fdopen(fd, mode, **open_kwargs) as handle:
+            yield handle
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: os.PathLike | str, data) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_file(path) as handle:
+        json.dump(data, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+
+
+def write_csv(path: os.PathLike | str, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Write a CSV with ``header`` then ``rows``, atomically."""
+    with atomic_file(path) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)

@@ -1,0 +1,344 @@
+"""Typed, validated view of ``params.yaml``.
+
+Every stage reads only its own section through :func:`load_section`, so a typo or a
+value out of range stops the stage with a one-line :class:`PipelineError` that names the
+param and says what to do, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from stages.errors import PipelineError
+
+PARAMS_FILE = "params.yaml"
+
+
+def _check_choice(section: str, name: str, value: Any, choices: typing.Iterable[Any]) -> None:
+    choices = list(choices)
+    if value not in choices:
+        raise PipelineError(
+            f"params.yaml: {section}.{name} is {value!r}; use one of {', '.join(map(str, choices))}"
+        )
+
+
+def _check_range(
+    section: str,
+    name: str,
+    value: float,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else f"{low}"
+        hi = "inf" if high is None else f"{high}"
+        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        raise PipelineError(f"params.yaml: {section}.{name} is {value!r}; it must lie in {interval}")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """``data``: where the paintings come from and which artists are kept."""
+
+    source: str = "synthetic"
+    url: Optional[str] = None
+    path: Optional[str] = None
+    kaggle_dataset: str = "ikarus777/best-artworks-of-all-time"
+    seed: int = 42
+    min_images: int = 1
+    top_n: Optional[int] = None
+    max_pixels: int = 40_000_000
+    max_archive_bytes: int = 8_000_000_000
+    timeout: float = 60.0
+    synthetic_artists: int = 10
+    synthetic_images: int = 400
+
+    def validate(self) -> None:
+        s = "data"
+        _check_choice(s, "source", self.source, ["synthetic", "kaggle", "url", "path"])
+        if self.source == "url":
+            if not self.url or not str(self.url).startswith(("http://", "https://")):
+                raise PipelineError(
+                    "params.yaml: data.source is 'url' but data.url is not an http(s) link; "
+                    "set data.url to the address of a .zip or .tar.gz"
+                )
+        if self.source == "path" and not self.path:
+            raise PipelineError(
+                "params.yaml: data.source is 'path' but data.path is empty; "
+                "set data.path to a folder or archive in the Kaggle layout"
+            )
+        _check_range(s, "min_images", self.min_images, 1)
+        if self.top_n is not None:
+            _check_range(s, "top_n", self.top_n, 2)
+        _check_range(s, "max_pixels", self.max_pixels, 1)
+        _check_range(s, "max_archive_bytes", self.max_archive_bytes, 1)
+        _check_range(s, "timeout", self.timeout, 0, low_open=True)
+        _check_range(s, "synthetic_artists", self.synthetic_artists, 2, 12)
+        _check_range(s, "synthetic_images", self.synthetic_images, 10 * self.synthetic_artists)
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """``split``: the stratified train/test split."""
+
+    test_size: float = 0.2
+    seed: int = 42
+
+    def validate(self) -> None:
+        _check_range("split", "test_size", self.test_size, 0, 1, low_open=True, high_open=True)
+
+
+@dataclass(frozen=True)
+class OversampleParams:
+    """``oversample``: augmented copies of minority artists, training split only."""
+
+    strategy: str = "min_count"
+    min_count: int = 80
+    fraction: float = 0.5
+    seed: int = 42
+    rotation: float = 20.0
+    shift: float = 0.1
+    zoom: float = 0.1
+    horizontal_flip: bool = True
+    vertical_flip: bool = False
+
+    def validate(self) -> None:
+        s = "oversample"
+        _check_choice(s, "strategy", self.strategy, ["min_count", "match_largest", "none"])
+        _check_range(s, "min_count", self.min_count, 1)
+        _check_range(s, "fraction", self.fraction, 0, 1, low_open=True)
+        _check_range(s, "rotation", self.rotation, 0, 180)
+        _check_range(s, "shift", self.shift, 0, 0.5, high_open=True)
+        _check_range(s, "zoom", self.zoom, 0, 0.9)
+
+
+@dataclass(frozen=True)
+class ResizeParams:
+    """``resize``: the square size every image is brought to before training."""
+
+    size: int = 75
+    mode: str = "pad"
+    workers: int = 0
+
+    def validate(self) -> None:
+        _check_range("resize", "size", self.size, 16, 1024)
+        _check_choice("resize", "mode", self.mode, ["pad", "crop", "stretch"])
+        _check_range("resize", "workers", self.workers, 0)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """``model``: backbone, its weights, how much of it is frozen, and the head."""
+
+    backbone: str = "InceptionResNetV2"
+    weights: Optional[str] = None
+    frozen_layers: Union[int, str] = 0
+    alpha: float = 1.0
+    dropout: float = 0.3
+
+    def validate(self) -> None:
+        s = "model"
+        if isinstance(self.frozen_layers, str) and self.frozen_layers != "all":
+            raise PipelineError(
+                f"params.yaml: model.frozen_layers is {self.frozen_layers!r}; "
+                "use a number of layers (0 trains everything) or 'all'"
+            )
+        if isinstance(self.frozen_layers, int):
+            _check_range(s, "frozen_layers", self.frozen_layers, 0)
+        _check_range(s, "alpha", self.alpha, 0, 1.4, low_open=True)
+        _check_range(s, "dropout", self.dropout, 0, 1, high_open=True)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """``train``: optimisation, augmentation layers and reproducibility."""
+
+    optimizer: str = "adam"
+    learning_rate: float = 0.001
+    momentum: float = 0.9
+    batch_size: int = 32
+    epochs: int = 3
+    class_weight: str = "balanced"
+    validation_split: float = 0.15
+    early_stopping_patience: int = 3
+    reduce_lr_patience: int = 1
+    reduce_lr_factor: float = 0.5
+    min_learning_rate: float = 1e-6
+    flip: bool = True
+    rotation: float = 0.0
+    zoom: float = 0.0
+    contrast: float = 0.0
+    seed: int = 42
+
+    def validate(self) -> None:
+        s = "train"
+        _check_choice(s, "optimizer", self.optimizer, ["adam", "sgd", "rmsprop"])
+        _check_range(s, "learning_rate", self.learning_rate, 0, low_open=True)
+        _check_range(s, "momentum", self.momentum, 0, 1, high_open=True)
+        _check_range(s, "batch_size", self.batch_size, 1)
+        _check_range(s, "epochs", self.epochs, 1)
+        _check_choice(s, "class_weight", self.class_weight, ["balanced", "none"])
+        _check_range(s, "validation_split", self.validation_split, 0, 0.5, low_open=True, high_open=True)
+        _check_range(s, "early_stopping_patience", self.early_stopping_patience, 1)
+        _check_range(s, "reduce_lr_patience", self.reduce_lr_patience, 1)
+        _check_range(s, "reduce_lr_factor", self.reduce_lr_factor, 0, 1, low_open=True, high_open=True)
+        _check_range(s, "min_learning_rate", self.min_learning_rate, 0)
+        _check_range(s, "rotation", self.rotation, 0, 1)
+        _check_range(s, "zoom", self.zoom, 0, 0.9)
+        _check_range(s, "contrast", self.contrast, 0, 1)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """``evaluate``: scoring the test split."""
+
+    batch_size: int = 64
+    misclassified: int = 12
+
+    def validate(self) -> None:
+        _check_range("evaluate", "batch_size", self.batch_size, 1)
+        _check_range("evaluate", "misclassified", self.misclassified, 0, 100)
+
+
+@dataclass(frozen=True)
+class MlflowParams:
+    """``mlflow``: where training runs are recorded."""
+
+    tracking_uri: Optional[str] = None
+    experiment: str = "painter-identification"
+    log_model: bool = False
+
+    def validate(self) -> None:
+        if not self.experiment:
+            raise PipelineError("params.yaml: mlflow.experiment is empty; give the MLflow experiment a name")
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataParams,
+    "split": SplitParams,
+    "oversample": OversampleParams,
+    "resize": ResizeParams,
+    "model": ModelParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+    "mlflow": MlflowParams,
+}
+
+
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    return " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in args)
+
+
+def _coerce(section: str, name: str, value: Any, tp: Any) -> Any:
+    """Return ``value`` as type ``tp`` or raise a one-line error naming the param."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(section, name, value, option)
+            except PipelineError:
+                continue
+        raise PipelineError(f"params.yaml: {section}.{name} is {value!r}; it must be {_type_name(tp)}")
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        raise PipelineError(f"params.yaml: {section}.{name} is {value!r}; it must be {_type_name(tp)}")
+    return float(value) if tp is float else value
+
+
+def parse_section(section: str, raw: Optional[dict]) -> Any:
+    """Build and validate the dataclass of ``section`` from its raw mapping."""
+    cls = SECTIONS[section]
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise PipelineError(f"params.yaml: section '{section}' must be a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {section}.{close[0]}?" if close else f"valid keys: {', '.join(known)}"
+            raise PipelineError(f"params.yaml: unknown key {section}.{key}; {hint}")
+        values[key] = _coerce(section, key, value, hints[key])
+    params = cls(**values)
+    params.validate()
+    return params
+
+
+def read_params_file(path: os.PathLike | str = PARAMS_FILE) -> dict:
+    """Read ``params.yaml`` as a plain mapping, with one-line errors for a missing or broken file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found; run the stage from the project root, where params.yaml lives")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise PipelineError(f"{path}: not valid YAML{where}; fix the syntax and run again")
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{path}: must be a mapping of sections ({', '.join(SECTIONS)})")
+    unknown = [k for k in raw if k not in SECTIONS]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), list(SECTIONS), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid sections: {', '.join(SECTIONS)}"
+        raise PipelineError(f"{path}: unknown section '{unknown[0]}'; {hint}")
+    return raw
+
+
+def load_section(section: str, path: os.PathLike | str = PARAMS_FILE) -> Any:
+    """Load one validated section of ``params.yaml`` (e.g. ``load_section("split")``)."""
+    return parse_section(section, read_params_file(path).get(section))
+
+
+@dataclass(frozen=True)
+class Params:
+    """All sections together, for recording a run's full configuration."""
+
+    data: DataParams = field(default_factory=DataParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    oversample: OversampleParams = field(default_factory=OversampleParams)
+    resize: ResizeParams = field(default_factory=ResizeParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    mlflow: MlflowParams = field(default_factory=MlflowParams)
+
+    def flat(self) -> dict[str, Any]:
+        """Flatten to ``{"model.backbone": ..., "train.epochs": ...}``, as MLflow params."""
+        out = {}
+        for section in SECTIONS:
+            for key, value in dataclasses.asdict(getattr(self, section)).items():
+                out[f"{section}.{key}"] = value
+        return out
+
+
+def load_all(path: os.PathLike | str = PARAMS_FILE) -> Params:
+    """Load and validate every section of ``params.yaml``."""
+    raw = read_params_file(path)
+    return Params(**{name: parse_section(name, raw.get(name)) for name in SECTIONS})

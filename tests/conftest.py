@@ -1,0 +1,160 @@
+"""Shared fixtures: real images on disk, real project copies, the real material in ../shared."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+SAMPLE = SHARED / "artworks-sample"
+MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+
+# Keep TensorFlow quiet and on the CPU in every test process, including subprocesses.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture(scope="session")
+def shared_sample() -> Path:
+    """The 431 real paintings in ../shared (present in CI; a user's clone has none)."""
+    if not (SAMPLE / "artists.csv").exists():
+        pytest.skip("../shared/artworks-sample is absent (CI always has it)")
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights() -> Path:
+    """The only ImageNet weights reachable offline: MobileNet v1, alpha 0.25, no top."""
+    if not MOBILENET_WEIGHTS.exists():
+        pytest.skip("../shared/weights is absent (CI always has it)")
+    return MOBILENET_WEIGHTS
+
+
+def painting(rng: np.random.Generator, hue: int, size=(48, 40)) -> Image.Image:
+    """A small random image whose colours lean towards ``hue`` (0..2), so classes differ."""
+    arr = rng.integers(0, 120, size=(size[1], size[0], 3), dtype=np.uint8)
+    arr[..., hue % 3] = np.clip(arr[..., hue % 3].astype(int) + 120, 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+def make_raw_dataset(root: Path, counts: dict[str, int], seed: int = 0, size=(48, 40)) -> Path:
+    """Write ``root/data/raw`` as the download stage does: images/<Folder>/, artists.csv, manifest.csv."""
+    from stages.images import sha256_file
+
+    rng = np.random.default_rng(seed)
+    raw = root / "data" / "raw"
+    rows = []
+    for index, (artist, count) in enumerate(counts.items()):
+        folder = artist.replace(" ", "_")
+        (raw / "images" / folder).mkdir(parents=True, exist_ok=True)
+        for n in range(count):
+            rel = f"images/{folder}/{folder}_{n + 1}.jpg"
+            painting(rng, index, size).save(raw / rel, quality=90)
+            rows.append([rel, artist, sha256_file(raw / rel), size[0], size[1], "RGB"])
+    with open(raw / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "artist", "sha256", "width", "height", "mode"])
+        writer.writerows(rows)
+    with open(raw / "artists.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "name", "paintings"])
+        for index, (artist, count) in enumerate(counts.items()):
+            writer.writerow([index, artist, count])
+    (raw / "rejected.csv").write_text("path,reason\n", encoding="utf-8")
+    return raw
+
+
+@pytest.fixture
+def raw_dataset(tmp_path: Path) -> Path:
+    """``tmp_path/data/raw`` with three artists of 30, 12 and 6 small JPEGs."""
+    return make_raw_dataset(tmp_path, {"Claude Monet": 30, "Albrecht Dürer": 12, "Titian": 6})
+
+
+def make_resized_dataset(root: Path, artists=("Ann", "Bob", "Cy"), n_train=24, n_test=9, size=32, seed=0) -> Path:
+    """Write ``root/data/resized`` as the resize stage does: {train,test}.npy + .csv in the same order."""
+    rng = np.random.default_rng(seed)
+    out = root / "data" / "resized"
+    out.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = [artists[i % len(artists)] for i in range(n)]
+        images = np.stack(
+            [np.asarray(painting(rng, artists.index(a), (size, size)), dtype=np.uint8) for a in labels]
+        )
+        np.save(out / f"{split}.npy", images)
+        with open(out / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "artist", "source"])
+            for i, artist in enumerate(labels):
+                writer.writerow([f"data/raw/images/{artist}/{artist}_{i}.jpg", artist, ""])
+    return out
+
+
+@pytest.fixture
+def resized_dataset(tmp_path: Path) -> Path:
+    """``tmp_path/data/resized`` with three artists, 24 train and 9 test images of 32 px."""
+    return make_resized_dataset(tmp_path)
+
+
+def write_params(root: Path, overrides: dict[str, dict]) -> Path:
+    """Write ``root/params.yaml``: the project's defaults with ``overrides`` merged per section."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    for section, values in overrides.items():
+        params.setdefault(section, {}).update(values)
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a command, returning its output; on an unexpected failure show what it printed."""
+    # DVC runs stage commands as `python -m ...`: that must be this interpreter.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    full_env = {**os.environ, "PATH": path, **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def run_stage(name: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m stages.<name>`` in ``cwd`` the way DVC does."""
+    return run([sys.executable, "-m", f"stages.{name}"], cwd, check=check, env={"PYTHONPATH": str(REPO_ROOT), **(env or {})})
+
+
+def dvc(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``dvc`` CLI of this environment in ``cwd``."""
+    return run([sys.executable, "-m", "dvc", *args], cwd, check=check, env=env)
+
+
+PROJECT_FILES = ["stages", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
+
+
+def make_project(dest: Path, overrides: dict[str, dict] | None = None) -> Path:
+    """A fresh git + DVC repository holding a copy of the project's code and pipeline."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = REPO_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    if overrides:
+        write_params(dest, overrides)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    run(["git", "config", "user.email", "tests@example.com"], dest)
+    run(["git", "config", "user.name", "tests"], dest)
+    dvc(dest, "init", "-q")
+    dvc(dest, "config", "core.analytics", "false")
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "project"], dest)
+    return dest
