@@ -46,6 +46,8 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
     path = Path(path)
     parent = ensure_writable_dir(path)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.tmp-"))
+    # mkdtemp makes the folder owner-only; outputs should be as readable as any other folder.
+    tmp.chmod(0o755)
     try:
         yield tmp
         old = parent / f".{path.name}.old-{os.getpid()}"
@@ -89,3 +91,31 @@ def write_csv(path: os.PathLike | str, header: Sequence[str], rows: Iterable[Seq
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def read_csv(path: os.PathLike | str, columns: Sequence[str], hint: str) -> list[dict[str, str]]:
+    """Read a CSV an earlier stage wrote as a list of rows of strings.
+
+    A missing or unreadable file, a missing column, an empty value in one of ``columns``
+    or a file without rows is a one-line :class:`PipelineError` ending with ``hint``
+    (what to run to produce the file again).
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}; {hint}")
+            rows = list(reader)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found; {hint}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise PipelineError(f"{path}: unreadable ({exc}); {hint}") from None
+    if not rows:
+        raise PipelineError(f"{path}: has no rows; {hint}")
+    for line, row in enumerate(rows, start=2):
+        empty = [c for c in columns if not (row.get(c) or "").strip()]
+        if empty:
+            raise PipelineError(f"{path}: line {line} has no {', '.join(empty)}; {hint}")
+    return rows

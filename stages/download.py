@@ -1,0 +1,255 @@
+"""Stage ``download``: fetch the paintings and write the normalized ``data/raw/``.
+
+Whatever the source (``data.source``: synthetic, kaggle, url or path), the result is the
+same layout: ``images/<Folder>/<file>`` (names in Unicode NFC, files copied byte for byte),
+``artists.csv``, ``manifest.csv`` (``path,artist,sha256,width,height,mode``) and
+``rejected.csv`` (``path,reason``). Every image is decoded once; unreadable ones are listed
+in ``rejected.csv``. ``data/raw`` is replaced atomically, so a failed run leaves it intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+import tempfile
+import unicodedata
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Optional, Union
+
+from tqdm import tqdm
+
+from stages import sources, synthetic
+from stages.errors import PipelineError, run_stage
+from stages.files import atomic_dir, ensure_writable_dir, write_csv
+from stages.images import ImageRejected, is_image_name, open_image, sha256_file
+from stages.params import DataParams, load_section
+
+log = logging.getLogger(__name__)
+
+OUT = Path("data/raw")
+MANIFEST_FIELDS = ["path", "artist", "sha256", "width", "height", "mode"]
+# Below this many images per process, starting worker processes costs more than it saves.
+FILES_PER_WORKER = 64
+
+
+def artist_key(name: str) -> str:
+    """Matching key: ``Albrecht_Durer``, ``Albrecht_Dürer`` and ``Albrecht Dürer`` give the same."""
+    decomposed = unicodedata.normalize("NFKD", sources.nfc(name).replace("_", " "))
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(bare.casefold().split())
+
+
+def folder_name(artist: str) -> str:
+    """Output folder of an artist: the NFC name with spaces (and any path separator) as ``_``."""
+    return sources.nfc(artist).replace(" ", "_").replace("/", "_").replace("\\", "_")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An image file found in an artist folder of the source."""
+
+    src: Path
+    rel: str  # NFC path relative to the source root, as written in rejected.csv
+    artist: str
+    out: str  # path relative to data/raw
+
+
+def read_artists(path: Optional[Path]) -> tuple[list[str], list[dict[str, str]]]:
+    """The source's ``artists.csv`` as (columns, rows), names in NFC; empty if there is none."""
+    if path is None:
+        return [], []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            columns = list(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise PipelineError(f"{path}: cannot read it as a UTF-8 CSV ({type(exc).__name__}); fix or remove the file") from None
+    if "name" not in columns:
+        raise PipelineError(f"{path}: has no 'name' column; it must list artists as in the Kaggle artists.csv")
+    for row in rows:
+        row["name"] = sources.nfc((row.get("name") or "").strip())
+    return columns, [row for row in rows if row["name"]]
+
+
+def find_candidates(layout: sources.Layout, names: list[str]) -> list[Candidate]:
+    """Every image-named file of every artist folder, matched to an ``artists.csv`` name, sorted."""
+    by_key = {}
+    for name in names:
+        by_key.setdefault(artist_key(name), name)
+    found = []
+    for folder in layout.artist_dirs:
+        artist = by_key.get(artist_key(folder.name))
+        if artist is None:
+            artist = sources.nfc(folder.name).replace("_", " ")
+            if names:
+                log.warning("folder %s matches no artists.csv row; keeping it as artist %r", folder.name, artist)
+        for src in sorted(folder.iterdir()):
+            # Hidden files (.DS_Store, ._x.jpg) and non-image suffixes are not paintings: skipped silently.
+            if src.is_file() and is_image_name(src):
+                rel = sources.nfc(src.relative_to(layout.root).as_posix())
+                out = f"images/{folder_name(artist)}/{sources.nfc(src.name)}"
+                found.append(Candidate(src, rel, artist, out))
+    return sorted(found, key=lambda c: c.rel)
+
+
+def inspect_image(path: str, max_pixels: int) -> Union[tuple[str, int, int, str], str]:
+    """Decode ``path`` fully; ``(sha256, width, height, mode)``, or the reason it is rejected."""
+    try:
+        with open_image(path, max_pixels=max_pixels) as img:
+            width, height, mode = img.width, img.height, img.mode
+        return sha256_file(path), width, height, mode
+    except ImageRejected as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or type(exc).__name__}"
+
+
+def inspect_all(paths: list[str], max_pixels: int) -> list[Union[tuple[str, int, int, str], str]]:
+    """:func:`inspect_image` over ``paths``, in order, on every core when there are enough."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(cores, len(paths) // FILES_PER_WORKER)
+    jobs = (inspect_image, paths, [max_pixels] * len(paths))
+    progress = {"total": len(paths), "desc": "decode", "unit": "img"}
+    if workers < 2:
+        return list(tqdm(map(*jobs), **progress))
+    # spawn: a forked copy of a process that already runs threads (TensorFlow, tests) can hang.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        return list(tqdm(pool.map(*jobs, chunksize=16), **progress))
+
+
+def select_artists(counts: Counter, min_images: int, top_n: Optional[int]) -> list[str]:
+    """Artists with at least ``min_images`` images, then the ``top_n`` largest (ties by name)."""
+    ranked = sorted((a for a, n in counts.items() if n >= min_images), key=lambda a: (-counts[a], a))
+    dropped = sorted(set(counts) - set(ranked))
+    if dropped:
+        log.info("dropped %d artists with fewer than data.min_images=%d images: %s", len(dropped), min_images, ", ".join(dropped))
+    if top_n is not None and len(ranked) > top_n:
+        log.info("keeping the data.top_n=%d largest artists; dropped %s", top_n, ", ".join(ranked[top_n:]))
+        ranked = ranked[:top_n]
+    return sorted(ranked)
+
+
+def screen(candidates: list[Candidate], results: list) -> tuple[list[tuple[Candidate, tuple]], list[tuple[str, str]]]:
+    """Split decoded candidates into kept ``(candidate, (sha256, width, height, mode))`` and rejected ``(path, reason)``.
+
+    Duplicates policy: the first copy in sorted order is kept, whichever artist it is
+    under; later copies are rejected, naming the kept one.
+    """
+    kept, rejected = [], []
+    first_by_sha: dict[str, Candidate] = {}
+    first_by_out: dict[str, Candidate] = {}
+    for cand, result in zip(candidates, results):
+        if isinstance(result, str):
+            rejected.append((cand.rel, result))
+        elif cand.out in first_by_out:
+            kept_rel = first_by_out[cand.out].rel
+            rejected.append((cand.rel, f"name clash after Unicode normalization: {cand.out} is already {kept_rel}"))
+        elif result[0] in first_by_sha:
+            first = first_by_sha[result[0]]
+            where = " under another artist" if first.artist != cand.artist else ""
+            rejected.append((cand.rel, f"duplicate of {first.rel}{where}"))
+        else:
+            first_by_sha[result[0]] = first_by_out[cand.out] = cand
+            kept.append((cand, result))
+    return kept, rejected
+
+
+def ingest(root: Path, out: Path, params: DataParams) -> None:
+    """Normalize the Kaggle-layout folder ``root`` into ``out`` (the future ``data/raw``)."""
+    layout = sources.find_layout(root)
+    columns, artist_rows = read_artists(layout.artists_csv)
+    if layout.artists_csv is None:
+        log.info("%s: no artists.csv; building one from the artist folders", root)
+    candidates = find_candidates(layout, [row["name"] for row in artist_rows])
+    results = inspect_all([str(c.src) for c in candidates], params.max_pixels)
+
+    kept, rejected = screen(candidates, results)
+
+    counts = Counter(cand.artist for cand, _ in kept)
+    chosen = set(select_artists(counts, params.min_images, params.top_n))
+    if len(chosen) < 2:
+        raise PipelineError(
+            f"data.source={params.source}: only {len(chosen)} artist(s) left with at least data.min_images={params.min_images} "
+            "readable images; at least 2 are needed (lower data.min_images or check the source)"
+        )
+    kept = [(cand, result) for cand, result in kept if cand.artist in chosen]
+    for cand, _ in tqdm(kept, desc="copy", unit="img"):
+        (out / cand.out).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cand.src, out / cand.out)
+
+    write_csv(out / "manifest.csv", MANIFEST_FIELDS, sorted([c.out, c.artist, *r] for c, r in kept))
+    write_csv(out / "rejected.csv", ["path", "reason"], sorted(rejected))
+    write_artists(out / "artists.csv", columns, artist_rows, Counter(c.artist for c, _ in kept))
+
+    rejected_paths = {rel for rel, _ in rejected}
+    rejected_by_artist = Counter(c.artist for c in candidates if c.rel in rejected_paths)
+    for artist in sorted(chosen):
+        log.info("%s: %d images kept, %d rejected", artist, counts[artist], rejected_by_artist[artist])
+    log.info("kept %d images of %d artists; rejected %d files (see %s)", len(kept), len(chosen), len(rejected), OUT / "rejected.csv")
+
+
+def write_artists(path: Path, columns: list[str], rows: list[dict[str, str]], counts: Counter) -> None:
+    """``artists.csv`` with the source's columns, one row per kept artist, ``paintings`` = images kept.
+
+    Rows of artists without kept images are dropped; kept folders missing from the source
+    table get a row with only ``name`` and ``paintings``.
+    """
+    columns = columns or ["name"]
+    if "paintings" not in columns:
+        columns = [*columns, "paintings"]
+    out_rows, seen = [], set()
+    for row in rows:
+        if row["name"] in counts and row["name"] not in seen:
+            seen.add(row["name"])
+            out_rows.append([counts[row["name"]] if col == "paintings" else row.get(col, "") for col in columns])
+    for name in sorted(set(counts) - seen):
+        out_rows.append([name if col == "name" else counts[name] if col == "paintings" else "" for col in columns])
+    write_csv(path, columns, out_rows)
+
+
+def prepare_source(params: DataParams, work: Path) -> Path:
+    """Bring ``data.source`` to a local folder in the Kaggle layout (inside ``work`` unless it is local)."""
+    if params.source == "synthetic":
+        log.info(
+            "source: synthetic (%d artists, %d images, seed %d)",
+            params.synthetic_artists, params.synthetic_images, params.seed,
+        )
+        return synthetic.generate(work / "synthetic", params.synthetic_artists, params.synthetic_images, params.seed)
+    if params.source == "kaggle":
+        return sources.kaggle_download(params.kaggle_dataset)
+    if params.source == "url":
+        log.info("source: %s", sources.redact_url(params.url))
+        archive = sources.fetch_url(params.url, work, params.timeout, params.max_archive_bytes)
+        return sources.extract_archive(archive, work / "extracted", params.max_archive_bytes)
+    path = Path(params.path).expanduser()  # relative to the project root, the stage's cwd
+    log.info("source: %s", path)
+    if path.is_dir():
+        return path
+    if not path.is_file():
+        raise PipelineError(f"data.path {params.path}: no such folder or archive; set data.path to the Kaggle-layout folder or .zip/.tar.gz")
+    return sources.extract_archive(path, work / "extracted", params.max_archive_bytes)
+
+
+def main() -> None:
+    """Fetch ``data.source`` and write ``data/raw`` (replacing the previous one only on success)."""
+    params = load_section("data")
+    ensure_writable_dir(OUT)
+    # Downloads and extracted archives live in a temporary folder inside data/, removed afterwards.
+    work = Path(tempfile.mkdtemp(dir=OUT.parent, prefix=".download-"))
+    try:
+        root = prepare_source(params, work)
+        with atomic_dir(OUT) as tmp:
+            ingest(root, tmp, params)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    run_stage("download", main)

@@ -1,0 +1,44 @@
+"""Atomic outputs: whole or not at all, the previous version kept on failure."""
+
+from __future__ import annotations
+
+import pytest
+
+from stages.errors import PipelineError
+from stages.files import atomic_dir, atomic_file, ensure_writable_dir, write_csv, write_json
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("previous")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "new.txt").write_text("half")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"], "temporary folder left behind"
+
+    with atomic_dir(out) as tmp:
+        (tmp / "new.txt").write_text("whole")
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_file_keeps_previous_on_interrupt(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"accuracy": 0.5})
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_file(target) as handle:
+            handle.write('{"accuracy": ')
+            raise KeyboardInterrupt
+    assert target.read_text().startswith('{\n  "accuracy": 0.5')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    write_csv(tmp_path / "t.csv", ["a", "b"], [[1, 2]])
+    assert (tmp_path / "t.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_output_under_a_file_is_reported_before_work(tmp_path):
+    (tmp_path / "data").write_text("a file where a folder should be")
+    with pytest.raises(PipelineError, match="cannot write outputs"):
+        ensure_writable_dir(tmp_path / "data" / "raw" / "manifest.csv")

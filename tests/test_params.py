@@ -1,0 +1,74 @@
+"""params.yaml parsing: typed values, one-line errors that name the param."""
+
+from __future__ import annotations
+
+import pytest
+
+from stages.errors import PipelineError
+from stages.params import SECTIONS, Params, load_all, load_section, parse_section
+from tests.conftest import REPO_ROOT, run_stage, write_params
+
+
+def test_project_params_file_is_valid_and_complete():
+    params = load_all(REPO_ROOT / "params.yaml")
+    flat = params.flat()
+    assert flat["model.backbone"] == "InceptionResNetV2"
+    assert flat["split.test_size"] == pytest.approx(0.2)
+    # every dataclass field appears in params.yaml, so users see every knob
+    import yaml
+
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    for section, cls in SECTIONS.items():
+        fields = set(cls.__dataclass_fields__)
+        assert set(raw[section]) == fields, f"params.yaml [{section}] differs from {cls.__name__}"
+
+
+@pytest.mark.parametrize(
+    "section, raw, expected",
+    [
+        ("model", {"frozen_layer": 600}, "did you mean model.frozen_layers?"),
+        ("split", {"test_size": 1.5}, "split.test_size is 1.5"),
+        ("split", {"test_size": 0}, "split.test_size is 0"),
+        ("train", {"epochs": -1}, "train.epochs is -1"),
+        ("train", {"epochs": "ten"}, "must be an integer"),
+        ("train", {"batch_size": 2.5}, "train.batch_size"),
+        ("model", {"frozen_layers": "half"}, "'all'"),
+        ("data", {"source": "ftp"}, "synthetic, kaggle, url, path"),
+        ("data", {"source": "path"}, "data.path is empty"),
+        ("data", {"source": "url", "url": "ftp://x"}, "http(s)"),
+        ("resize", {"mode": "squash"}, "pad, crop, stretch"),
+        ("oversample", {"strategy": "smote"}, "min_count, match_largest, none"),
+    ],
+)
+def test_bad_values_raise_one_line_errors_naming_the_param(section, raw, expected):
+    with pytest.raises(PipelineError) as info:
+        parse_section(section, raw)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_types_are_coerced_and_defaults_filled():
+    model = parse_section("model", {"frozen_layers": "all", "dropout": 0})
+    assert model.frozen_layers == "all" and model.dropout == 0.0 and isinstance(model.dropout, float)
+    assert parse_section("model", {"frozen_layers": 600}).frozen_layers == 600
+    assert parse_section("data", {"top_n": None}).top_n is None
+    assert Params().flat()["train.optimizer"] == "adam"
+
+
+def test_unknown_section_and_broken_yaml(tmp_path):
+    (tmp_path / "params.yaml").write_text("modle:\n  backbone: x\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match="did you mean 'model'"):
+        load_section("model", tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("model: [unclosed\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match="not valid YAML"):
+        load_section("model", tmp_path / "params.yaml")
+
+
+def test_stage_reports_a_param_typo_in_one_line_without_traceback(tmp_path):
+    write_params(tmp_path, {"split": {"tset_size": 0.3}})
+    proc = run_stage("split", tmp_path, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == "error: split: params.yaml: unknown key split.tset_size; did you mean split.test_size?"
+    assert "Traceback" not in proc.stderr
