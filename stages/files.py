@@ -60,22 +60,34 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(path: os.PathLike | str, mode: str = "w", **open_kwargs) -> Iterator:
-    """Open a temporary file that replaces ``path`` when the block succeeds."""
+def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix) that replaces it when the block succeeds.
+
+    For writers that want a file name rather than a handle, such as ``model.save``.
+    """
     path = Path(path)
     parent = ensure_writable_dir(path)
-    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.tmp-")
+    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.stem}.tmp-", suffix=path.suffix)
+    os.close(fd)
     tmp = Path(tmp_name)
     try:
-        if "b" not in mode:
-            open_kwargs.setdefault("encoding", "utf-8")
-            if "newline" not in open_kwargs:
-                open_kwargs["newline"] = ""
-        with os.fdopen(fd, mode, **open_kwargs) as handle:
-            yield handle
+        yield tmp
+        # mkstemp makes the file owner-only; outputs should be as readable as any other file.
+        tmp.chmod(0o644)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: os.PathLike | str, mode: str = "w", **open_kwargs) -> Iterator:
+    """Open a temporary file that replaces ``path`` when the block succeeds."""
+    if "b" not in mode:
+        open_kwargs.setdefault("encoding", "utf-8")
+        open_kwargs.setdefault("newline", "")
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **open_kwargs) as handle:
+            yield handle
 
 
 def write_json(path: os.PathLike | str, data) -> None:

@@ -1,0 +1,242 @@
+"""MLflow bookkeeping for train and evaluate: where the store is, one run per training.
+
+The default store is ``sqlite:///<main workspace>/mlflow.db``, where the main workspace is
+the repository the user works in, even when ``dvc exp run --temp/--queue`` runs the stage
+in a copy under ``.dvc/tmp/exps/``; so every experiment lands in the same store. The
+store and the experiment are created once, under a file lock, before any run logs
+(:func:`prepare_store`), because parallel queued experiments opening a fresh SQLite store
+race in its schema migration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Optional
+
+import mlflow
+from filelock import FileLock, Timeout
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
+
+from stages.errors import PipelineError
+from stages.params import MlflowParams
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+EXPS_MARKER = "/.dvc/tmp/exps/"
+LOCK_TIMEOUT_S = 300
+# While checking that a remote store answers: fail within seconds, not after minutes of retries.
+QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+# MLflow limits a batch to 1000 metrics and 100 params.
+PARAM_BATCH = 100
+
+
+def _git(args: list[str], cwd: Path) -> Optional[str]:
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+
+def _outside_exp_copy(path: str) -> Optional[Path]:
+    # `dvc exp run --temp/--queue` runs stages in <repo>/.dvc/tmp/exps/<name>/.
+    path = path.replace(os.sep, "/")
+    if EXPS_MARKER in path:
+        return Path(path.split(EXPS_MARKER, 1)[0])
+    return None
+
+
+def main_workspace(cwd: Optional[Path] = None, env: Optional[Mapping[str, str]] = None) -> Path:
+    """The repository the user works in: ``$DVC_ROOT``, else the git top level of ``cwd``, else ``cwd``.
+
+    Inside a temporary DVC experiment copy (``.../.dvc/tmp/exps/...``) it is the folder
+    holding that ``.dvc``.
+    """
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+    dvc_root = env.get("DVC_ROOT")
+    for candidate in (dvc_root, str(cwd.absolute())):
+        if candidate and (outside := _outside_exp_copy(candidate)) is not None:
+            return outside
+    if dvc_root:
+        return Path(dvc_root)
+    toplevel = _git(["rev-parse", "--show-toplevel"], cwd)
+    return Path(toplevel) if toplevel else cwd.absolute()
+
+
+def resolve_tracking_uri(params: MlflowParams, cwd: Optional[Path] = None,
+                         env: Optional[Mapping[str, str]] = None) -> str:
+    """The tracking URI: ``$MLFLOW_TRACKING_URI``, else ``mlflow.tracking_uri``, else the default store.
+
+    Relative SQLite paths and plain folder paths are taken relative to the main workspace.
+    """
+    env = os.environ if env is None else env
+    if env.get("MLFLOW_TRACKING_URI"):
+        return env["MLFLOW_TRACKING_URI"]
+    uri = params.tracking_uri
+    if not uri:
+        return f"sqlite:///{main_workspace(cwd, env) / DEFAULT_DB}"
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if path and not path.startswith("/") and path != ":memory:":
+            return f"sqlite:///{main_workspace(cwd, env) / path}"
+        return uri
+    if "://" not in uri:
+        path = Path(uri).expanduser()
+        return str(path if path.is_absolute() else main_workspace(cwd, env) / path)
+    return uri
+
+
+def sqlite_path(uri: str) -> Optional[Path]:
+    """The database file of a ``sqlite:///`` URI (``None`` for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _check_sqlite_writable(db: Path) -> None:
+    folder = db.parent
+    hint = "set mlflow.tracking_uri (or MLFLOW_TRACKING_URI) to a writable place"
+    if not folder.is_dir():
+        raise PipelineError(f"MLflow store {db}: folder {folder} does not exist; create it or {hint}")
+    probe = folder / f".{db.name}.write-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+        if db.exists():
+            with open(db, "r+b"):
+                pass
+    except OSError as exc:
+        raise PipelineError(f"MLflow store {db}: not writable ({exc.strerror or exc}); {hint}") from None
+
+
+def _get_or_create_experiment(client: mlflow.MlflowClient, name: str, artifact_location: Optional[str]) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def prepare_store(params: MlflowParams, cwd: Optional[Path] = None) -> tuple[str, str]:
+    """Create (if needed) and check the tracking store and the experiment; return ``(uri, experiment_id)``.
+
+    Runs before any training, so an unreachable or unwritable store is a one-line
+    :class:`PipelineError` up front. SQLite stores are created under a lock on
+    ``<db>.lock``: only one process migrates a fresh database.
+    """
+    uri = resolve_tracking_uri(params, cwd)
+    db = sqlite_path(uri)
+    # Alembic logs every schema migration step at INFO; one line from us is enough.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        if db is not None:
+            _check_sqlite_writable(db)
+            artifacts = (db.parent / ARTIFACTS_DIR).as_uri()
+            with FileLock(f"{db}.lock", timeout=LOCK_TIMEOUT_S):
+                experiment_id = _get_or_create_experiment(mlflow.MlflowClient(uri), params.experiment, artifacts)
+        else:
+            with _environ(QUICK_HTTP):
+                experiment_id = _get_or_create_experiment(mlflow.MlflowClient(uri), params.experiment, None)
+    except PipelineError:
+        raise
+    except Timeout:
+        raise PipelineError(f"MLflow store {db}: locked by another process for {LOCK_TIMEOUT_S}s; try again") from None
+    except Exception as exc:  # MLflow, SQLAlchemy and requests all raise their own types
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise PipelineError(
+            f"MLflow tracking store {uri} cannot be used ({reason}); start it or set mlflow.tracking_uri "
+            "(or MLFLOW_TRACKING_URI) to a store that works"
+        ) from None
+    log.info("MLflow: experiment %r (id %s) in %s", params.experiment, experiment_id, uri)
+    return uri, experiment_id
+
+
+def run_name(backbone: str, frozen_layers: int, env: Optional[Mapping[str, str]] = None) -> str:
+    """The DVC experiment name under ``dvc exp run``, else ``<backbone>-frozen<N>-<timestamp>``."""
+    env = os.environ if env is None else env
+    return env.get("DVC_EXP_NAME") or f"{backbone}-frozen{frozen_layers}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_tags(cwd: Optional[Path] = None, env: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """Tags tying a run to its code: git commit, DVC experiment name and baseline commit."""
+    env = os.environ if env is None else env
+    commit = _git(["rev-parse", "HEAD"], Path.cwd() if cwd is None else Path(cwd))
+    tags = {
+        "git.commit": commit,
+        "mlflow.source.git.commit": commit,
+        "dvc.exp_name": env.get("DVC_EXP_NAME"),
+        "dvc.baseline_rev": env.get("DVC_EXP_BASELINE_REV") or commit,
+    }
+    return {key: value for key, value in tags.items() if value}
+
+
+@contextlib.contextmanager
+def start_run(client: mlflow.MlflowClient, experiment_id: str, name: str,
+              tags: Mapping[str, str]) -> Iterator[str]:
+    """Create a run and yield its id; it ends FINISHED, FAILED on an error or KILLED on an interrupt."""
+    run = client.create_run(experiment_id, run_name=name, tags=dict(tags))
+    run_id = run.info.run_id
+    log.info("MLflow: run %r (%s)", name, run_id)
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        yield run_id
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    except KeyboardInterrupt:
+        status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    finally:
+        client.set_terminated(run_id, status=status)
+
+
+def log_params(client: mlflow.MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    """Log ``params`` (values as strings; ``None`` as ``null``, like params.yaml)."""
+    items = [Param(key, "null" if value is None else str(value)) for key, value in params.items()]
+    for start in range(0, len(items), PARAM_BATCH):
+        client.log_batch(run_id, params=items[start:start + PARAM_BATCH])
+
+
+def log_metrics(client: mlflow.MlflowClient, run_id: str, metrics: Mapping[str, float],
+                step: int = 0) -> None:
+    """Log numeric ``metrics`` at ``step`` in one call."""
+    now = int(time.time() * 1000)
+    items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+    client.log_batch(run_id, metrics=items)
+
+
+def log_artifacts(client: mlflow.MlflowClient, run_id: str, paths: Iterable[os.PathLike | str]) -> None:
+    """Copy each file in ``paths`` into the run's artifacts."""
+    for path in paths:
+        client.log_artifact(run_id, str(path))
+
+
+def find_run(client: mlflow.MlflowClient, run_id: str) -> bool:
+    """True when ``run_id`` exists in the store and is not deleted."""
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:
+        return False

@@ -1,0 +1,208 @@
+"""Stage ``train``: fine-tune a Keras backbone (or train ``simple_cnn``) to tell the artists apart.
+
+Reads ``data/resized/train.{npy,csv}`` and ``params.yaml:model,train,mlflow``; writes
+``models/model.keras`` (augmentation and preprocessing inside: it takes raw 0..255 RGB
+pixels), ``models/labels.json``, ``models/run.json``, ``metrics/train.json`` and
+``metrics/history.csv``, and records the run (params, per-epoch metrics) in MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
+
+from stages import dataset, tracking
+from stages.backbones import Backbone, Preprocess, build_backbone, freeze, get_backbone, resolve_weights
+from stages.errors import run_stage
+from stages.files import atomic_path, ensure_writable_dir, write_csv, write_json
+from stages.params import PARAMS_FILE, ModelParams, TrainParams, load_all
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = Path("models/model.keras")
+RUN_FILE = Path("models/run.json")
+TRAIN_METRICS = Path("metrics/train.json")
+HISTORY = Path("metrics/history.csv")
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+
+
+def augmentation_layers(params: TrainParams) -> list[keras.layers.Layer]:
+    """The random augmentation layers ``train.*`` switches on; active only while fitting."""
+    seed = params.seed
+    layers = []
+    if params.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed, name="flip"))
+    if params.rotation > 0:
+        layers.append(keras.layers.RandomRotation(params.rotation, seed=seed + 1, name="rotation"))
+    if params.zoom > 0:
+        layers.append(keras.layers.RandomZoom(params.zoom, seed=seed + 2, name="zoom"))
+    if params.contrast > 0:
+        layers.append(keras.layers.RandomContrast(params.contrast, seed=seed + 3, name="contrast"))
+    return layers
+
+
+def build_model(entry: Backbone, size: int, n_classes: int, model_params: ModelParams,
+                train_params: TrainParams, root: Path = Path(".")) -> tuple[keras.Model, keras.Model, int]:
+    """Input -> augmentation -> :class:`Preprocess` -> backbone -> pooling, dropout, softmax.
+
+    Returns ``(model, backbone, frozen)`` where ``frozen`` is the resolved
+    ``model.frozen_layers``.
+    """
+    weights = resolve_weights(model_params.weights, root.absolute())
+    backbone = build_backbone(entry, size, weights, model_params.alpha)
+    frozen = freeze(backbone, model_params.frozen_layers)
+    inputs = keras.Input((size, size, 3), name="pixels")
+    x = inputs
+    for layer in augmentation_layers(train_params):
+        x = layer(x)
+    x = Preprocess(entry.preprocess, name="preprocess")(x)
+    x = backbone(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(model_params.dropout, seed=train_params.seed, name="dropout")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="artist")(x)
+    return keras.Model(inputs, outputs, name=f"{entry.name}_painter"), backbone, frozen
+
+
+def make_optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
+    """The optimizer ``train.optimizer`` names, at ``train.learning_rate``."""
+    if params.optimizer == "sgd":
+        return keras.optimizers.SGD(params.learning_rate, momentum=params.momentum)
+    if params.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(params.learning_rate)
+    return keras.optimizers.Adam(params.learning_rate)
+
+
+def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> Optional[dict[int, float]]:
+    """``balanced`` weights (sklearn) so rare artists count as much as common ones; ``none``: None."""
+    if mode == "none":
+        return None
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    # Classes without training rows never occur as targets; weight 1 keeps Keras happy.
+    table = {i: 1.0 for i in range(n_classes)}
+    table.update({int(c): float(w) for c, w in zip(present, weights)})
+    return table
+
+
+def count_params(weights: list) -> int:
+    """Number of scalars in a list of Keras variables."""
+    return int(sum(math.prod(w.shape) for w in weights))
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Collects one history row per epoch and logs it to the MLflow run (step = epoch)."""
+
+    def __init__(self, client: mlflow.MlflowClient, run_id: str):
+        super().__init__()
+        self.client = client
+        self.run_id = run_id
+        self.rows: list[dict[str, float]] = []
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        logs = logs or {}
+        # Read before ReduceLROnPlateau (later in the callback list) lowers it: the rate of this epoch.
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row = {key: float(logs.get(key, float("nan"))) for key in HISTORY_COLUMNS[1:-1]}
+        row["learning_rate"] = round(lr, 10)  # float32 noise: 0.0010000000474974513
+        self.rows.append({"epoch": epoch + 1, **row})
+        try:
+            tracking.log_metrics(self.client, self.run_id, row, step=epoch + 1)
+        except Exception as exc:  # a busy store must not cost hours of training; history.csv has it all
+            log.warning("MLflow: epoch %d metrics not logged (%s)", epoch + 1, str(exc).splitlines()[0][:200])
+
+
+def summarize(rows: list[dict[str, float]], seconds: float, model: keras.Model, backbone: keras.Model,
+              frozen: int) -> dict:
+    """``metrics/train.json``: the best epoch (lowest val_loss, whose weights are kept) and the model size."""
+    val_loss = np.array([row["val_loss"] for row in rows], dtype=float)
+    best = int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else len(rows) - 1
+    return {
+        "best_epoch": best + 1,
+        "epochs_run": len(rows),
+        "best_val_accuracy": rows[best]["val_accuracy"],
+        "best_val_loss": rows[best]["val_loss"],
+        "train_seconds": round(seconds, 1),
+        "trainable_params": count_params(model.trainable_weights),
+        "frozen_params": count_params(model.non_trainable_weights),
+        "backbone_layers": len(backbone.layers),
+        "frozen_layers": frozen,
+    }
+
+
+def main() -> None:
+    params = load_all()
+    model_params, train_params = params.model, params.train
+    entry = get_backbone(model_params.backbone)
+    data = dataset.load_split("train")
+    for output in (MODEL_FILE, TRAIN_METRICS):
+        ensure_writable_dir(output)
+    uri, experiment_id = tracking.prepare_store(params.mlflow)
+
+    labels = dataset.class_names(data.artists)
+    y = dataset.encode(data.artists, labels, "data/resized/train.csv")
+    train_idx, val_idx = dataset.validation_split(data, train_params.validation_split, train_params.seed)
+    log.info("%d training rows, %d validation rows (originals held out), %d artists",
+             len(train_idx), len(val_idx), len(labels))
+
+    keras.utils.set_random_seed(train_params.seed)
+    tf.config.experimental.enable_op_determinism()
+    model, backbone, frozen = build_model(entry, data.size, len(labels), model_params, train_params)
+    trainable, non_trainable = count_params(model.trainable_weights), count_params(model.non_trainable_weights)
+    log.info("backbone %s: %d layers, %d frozen; %d trainable / %d frozen params",
+             entry.name, len(backbone.layers), frozen, trainable, non_trainable)
+    model.compile(optimizer=make_optimizer(train_params), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+
+    train_ds = dataset.make_dataset(data.images, y, train_idx, train_params.batch_size, seed=train_params.seed)
+    val_ds = dataset.make_dataset(data.images, y, val_idx, train_params.batch_size)
+    client = mlflow.MlflowClient(uri)
+    name = tracking.run_name(entry.name, frozen)
+    with tracking.start_run(client, experiment_id, name, tracking.run_tags()) as run_id:
+        tracking.log_params(client, run_id, {
+            **params.flat(),
+            "model.backbone_layers": len(backbone.layers),
+            "model.frozen_layers_resolved": frozen,
+            "model.trainable_params": trainable,
+            "model.frozen_params": non_trainable,
+        })
+        epoch_log = EpochLog(client, run_id)
+        callbacks = [
+            epoch_log,
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=train_params.early_stopping_patience,
+                                          restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=train_params.reduce_lr_factor,
+                                              patience=train_params.reduce_lr_patience,
+                                              min_lr=train_params.min_learning_rate),
+        ]
+        start = time.monotonic()
+        model.fit(train_ds, validation_data=val_ds, epochs=train_params.epochs, shuffle=False,
+                  class_weight=class_weights(y[train_idx], len(labels), train_params.class_weight),
+                  callbacks=callbacks, verbose=2)
+        summary = summarize(epoch_log.rows, time.monotonic() - start, model, backbone, frozen)
+        log.info("best epoch %d of %d: val_accuracy %.3f, val_loss %.3f", summary["best_epoch"],
+                 summary["epochs_run"], summary["best_val_accuracy"], summary["best_val_loss"])
+
+        with atomic_path(MODEL_FILE) as tmp:
+            # Same layers, not compiled: the file holds no optimizer state (3x the weights with Adam).
+            keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
+        write_json(dataset.LABELS_FILE, labels)
+        write_csv(HISTORY, HISTORY_COLUMNS, ([row[c] for c in HISTORY_COLUMNS] for row in epoch_log.rows))
+        write_json(TRAIN_METRICS, summary)
+        tracking.log_metrics(client, run_id, {f"train.{k}": v for k, v in summary.items()})
+        tracking.log_artifacts(client, run_id, [PARAMS_FILE, HISTORY, dataset.LABELS_FILE])
+        if params.mlflow.log_model:
+            tracking.log_artifacts(client, run_id, [MODEL_FILE])
+        write_json(RUN_FILE, {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri})
+
+
+if __name__ == "__main__":
+    run_stage("train", main)

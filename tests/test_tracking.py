@@ -1,0 +1,139 @@
+"""MLflow store resolution, creation under concurrency, unusable stores, run lifecycle."""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from stages import tracking
+from stages.errors import PipelineError
+from stages.params import MlflowParams
+
+CLEAN_ENV = ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in CLEAN_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_default_store_is_in_dvc_root(tmp_path):
+    uri = tracking.resolve_tracking_uri(MlflowParams(), cwd=tmp_path, env={"DVC_ROOT": "/repo/main"})
+    assert uri == "sqlite:////repo/main/mlflow.db"
+
+
+@pytest.mark.parametrize("env_root, cwd", [
+    (None, "/repo/main/.dvc/tmp/exps/tmpab12/sub"),
+    ("/repo/main/.dvc/tmp/exps/tmpab12", "/repo/main/.dvc/tmp/exps/tmpab12"),
+])
+def test_temporary_experiment_copy_logs_into_the_main_workspace(env_root, cwd):
+    env = {"DVC_ROOT": env_root} if env_root else {}
+    uri = tracking.resolve_tracking_uri(MlflowParams(), cwd=Path(cwd), env=env)
+    assert uri == "sqlite:////repo/main/mlflow.db"
+
+
+def test_git_toplevel_then_cwd_when_no_dvc_root(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    (tmp_path / "repo" / "sub").mkdir()
+    assert tracking.main_workspace(tmp_path / "repo" / "sub", env={}) == (tmp_path / "repo").resolve()
+    (tmp_path / "plain").mkdir()
+    assert tracking.main_workspace(tmp_path / "plain", env={}) == tmp_path / "plain"
+
+
+def test_env_uri_wins_and_relative_sqlite_param_is_resolved_against_the_workspace():
+    params = MlflowParams(tracking_uri="sqlite:///runs/m.db")
+    env = {"DVC_ROOT": "/repo/main"}
+    assert tracking.resolve_tracking_uri(params, env=env) == "sqlite:////repo/main/runs/m.db"
+    assert tracking.resolve_tracking_uri(params, env={**env, "MLFLOW_TRACKING_URI": "http://mlflow:5000"}) \
+        == "http://mlflow:5000"
+    absolute = MlflowParams(tracking_uri="sqlite:////srv/m.db")
+    assert tracking.resolve_tracking_uri(absolute, env=env) == "sqlite:////srv/m.db"
+
+
+def _prepare_in_child(uri: str, barrier) -> str:
+    # Every child reaches the store at the same moment: the race the lock must win.
+    barrier.wait()
+    return tracking.prepare_store(MlflowParams(tracking_uri=uri, experiment="race"))[1]
+
+
+def test_four_processes_preparing_a_fresh_store_leave_one_working_experiment(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(4)
+        with context.Pool(4) as pool:
+            ids = pool.starmap(_prepare_in_child, [(uri, barrier)] * 4, chunksize=1)
+
+    assert len(set(ids)) == 1
+    client = mlflow.MlflowClient(uri)
+    experiments = [e for e in client.search_experiments() if e.name != "Default"]
+    assert [e.name for e in experiments] == ["race"]
+    run = client.create_run(ids[0])
+    client.log_metric(run.info.run_id, "m", 1.0)
+    assert client.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+    assert experiments[0].artifact_location == (tmp_path / "mlartifacts").as_uri()
+
+
+def test_store_in_a_missing_folder_is_a_one_line_error(tmp_path):
+    params = MlflowParams(tracking_uri=f"sqlite:///{tmp_path / 'nope' / 'mlflow.db'}")
+    with pytest.raises(PipelineError) as info:
+        tracking.prepare_store(params)
+    assert "\n" not in str(info.value) and str(tmp_path / "nope") in str(info.value)
+    assert not (tmp_path / "nope").exists()
+
+
+def test_store_that_cannot_be_written_is_a_one_line_error(tmp_path):
+    (tmp_path / "mlflow.db").mkdir()  # even root cannot open a folder as the database
+    with pytest.raises(PipelineError, match="not writable"):
+        tracking.prepare_store(MlflowParams(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+
+
+def test_unreachable_server_fails_fast(monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(PipelineError) as info:
+        tracking.prepare_store(MlflowParams())
+    assert time.monotonic() - start < 30
+    assert f"127.0.0.1:{port}" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("error, status", [(None, "FINISHED"), (RuntimeError, "FAILED"),
+                                           (KeyboardInterrupt, "KILLED")])
+def test_run_always_ends_with_a_final_status(tmp_path, error, status):
+    uri, experiment_id = tracking.prepare_store(MlflowParams(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}"))
+    client = mlflow.MlflowClient(uri)
+    ids = []
+    try:
+        with tracking.start_run(client, experiment_id, "r", {"k": "v"}) as run_id:
+            ids.append(run_id)
+            if error:
+                raise error("stop")
+    except (RuntimeError, KeyboardInterrupt):
+        pass
+    run = client.get_run(ids[0])
+    assert run.info.status == status and run.data.tags["k"] == "v" and run.info.run_name == "r"
+
+
+def test_run_name_and_tags_follow_dvc_experiments(tmp_path):
+    assert tracking.run_name("MobileNet", 40, env={"DVC_EXP_NAME": "brave-owl"}) == "brave-owl"
+    assert re.fullmatch(r"MobileNet-frozen40-\d{8}-\d{6}", tracking.run_name("MobileNet", 40, env={}))
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    tags = tracking.run_tags(tmp_path, env={"DVC_EXP_NAME": "brave-owl", "DVC_EXP_BASELINE_REV": "abc123"})
+    assert tags == {"git.commit": head, "mlflow.source.git.commit": head, "dvc.exp_name": "brave-owl",
+                    "dvc.baseline_rev": "abc123"}
+    assert tracking.run_tags(tmp_path, env={})["dvc.baseline_rev"] == head

@@ -1,0 +1,209 @@
+"""The train stage: outputs, frozen layers, ImageNet weights (file, cache, offline), validation split."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from stages import dataset, train
+from stages.backbones import BACKBONES, build_backbone
+from stages.errors import PipelineError
+from tests.conftest import run_stage, write_params
+
+TRAIN_KEYS = {"best_epoch", "epochs_run", "best_val_accuracy", "best_val_loss", "train_seconds",
+              "trainable_params", "frozen_params", "backbone_layers", "frozen_layers"}
+TINY = {"model": {"backbone": "simple_cnn", "weights": None, "frozen_layers": 0},
+        "train": {"epochs": 2, "batch_size": 8}}
+MOBILENET = {"model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None}, "train": {"epochs": 1}}
+
+
+def setup_project(root: Path, monkeypatch, overrides: dict) -> Path:
+    """Make ``root`` a project dir (cwd) with params and its own MLflow store; return the store's db path."""
+    monkeypatch.chdir(root)
+    for name in ("DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        monkeypatch.delenv(name, raising=False)
+    db = root / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    merged = {section: {**TINY.get(section, {}), **values} for section, values in overrides.items()}
+    write_params(root, {**TINY, **merged})
+    return db
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch):
+    setup_project(tmp_path, monkeypatch, {})
+
+    train.main()
+
+    summary = json.loads(Path("metrics/train.json").read_text())
+    assert set(summary) == TRAIN_KEYS
+    assert 0 <= summary["best_val_accuracy"] <= 1 and summary["best_val_loss"] > 0
+    assert summary["backbone_layers"] == 6 and summary["frozen_layers"] == 0 and summary["frozen_params"] == 0
+    assert 1 <= summary["best_epoch"] <= summary["epochs_run"] == 2
+    history = read_rows(Path("metrics/history.csv"))
+    assert [row["epoch"] for row in history] == ["1", "2"]
+    assert list(history[0]) == train.HISTORY_COLUMNS
+    assert all(0 <= float(row["val_accuracy"]) <= 1 and float(row["learning_rate"]) > 0 for row in history)
+    assert json.loads(Path("models/labels.json").read_text()) == ["Ann", "Bob", "Cy"]
+    run = json.loads(Path("models/run.json").read_text())
+    assert set(run) == {"run_id", "experiment_id", "tracking_uri"} and run["tracking_uri"].endswith("mlflow.db")
+    model = keras.models.load_model("models/model.keras")
+    assert model.predict(np.zeros((1, 32, 32, 3), np.uint8), verbose=0).shape == (1, 3)
+    assert not [p for p in Path("models").iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_same_seed_trains_the_same_model(tmp_path, resized_dataset, monkeypatch):
+    setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}})
+    train.main()
+    first = Path("metrics/history.csv").read_text()
+    train.main()
+    assert Path("metrics/history.csv").read_text() == first
+
+
+def test_frozen_layers_keep_their_weights_and_batchnorm_statistics(tmp_path, resized_dataset, monkeypatch,
+                                                                    mobilenet_weights):
+    setup_project(tmp_path, monkeypatch, {"model": {**MOBILENET["model"], "weights": str(mobilenet_weights),
+                                                    "frozen_layers": 40},
+                                          "train": {"epochs": 1, "learning_rate": 0.01}})
+    train.main()
+
+    summary = json.loads(Path("metrics/train.json").read_text())
+    assert summary["backbone_layers"] == 86 and summary["frozen_layers"] == 40
+    model = keras.models.load_model("models/model.keras")
+    trained = next(layer for layer in model.layers if layer.name.startswith("mobilenet"))
+    original = build_backbone(BACKBONES["MobileNet"], 32, str(mobilenet_weights), alpha=0.25)
+    changed = [
+        any(not np.array_equal(a, b) for a, b in zip(new.get_weights(), old.get_weights()))
+        for new, old in zip(trained.layers, original.layers)
+    ]
+    with_weights = [bool(layer.weights) for layer in original.layers]
+    assert not any(changed[:40])  # kernels, BN gamma/beta and moving mean/variance
+    assert all(c for c, w in zip(changed[40:], with_weights[40:]) if w)  # the rest learned
+    bn_after = [i for i, layer in enumerate(original.layers) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert any(i < 40 for i in bn_after) and any(changed[i] for i in bn_after if i >= 40)
+
+
+def test_frozen_layers_beyond_the_backbone_exit_2_naming_the_count(tmp_path, resized_dataset):
+    write_params(tmp_path, {**MOBILENET, "model": {**MOBILENET["model"], "frozen_layers": 100},
+                            "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+
+    proc = run_stage("train", tmp_path, check=False)
+
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: train:")]
+    assert len(errors) == 1 and "model.frozen_layers is 100" in errors[0] and "86 layers" in errors[0]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "models" / "model.keras").exists()
+
+
+def test_imagenet_weights_from_the_keras_cache(tmp_path, resized_dataset, mobilenet_weights):
+    cache = tmp_path / "keras_home" / "models"
+    cache.mkdir(parents=True)
+    (cache / mobilenet_weights.name).write_bytes(mobilenet_weights.read_bytes())
+    write_params(tmp_path, {**MOBILENET, "model": {**MOBILENET["model"], "weights": "imagenet",
+                                                   "frozen_layers": "all"},
+                            "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+
+    run_stage("train", tmp_path, env={"KERAS_HOME": str(tmp_path / "keras_home")})
+
+    model = keras.models.load_model(tmp_path / "models" / "model.keras")
+    backbone = next(layer for layer in model.layers if layer.name.startswith("mobilenet"))
+    with h5py.File(mobilenet_weights, "r") as weights:
+        np.testing.assert_array_equal(backbone.get_layer("conv1").kernel.numpy(), weights["conv1/conv1/kernel:0"][()])
+    assert json.loads((tmp_path / "metrics" / "train.json").read_text())["frozen_layers"] == 86
+
+
+def test_imagenet_weights_offline_is_one_line_saying_how_to_provide_them(tmp_path, resized_dataset):
+    write_params(tmp_path, {"model": {"backbone": "MobileNetV2", "alpha": 0.35, "weights": "imagenet"},
+                            "train": {"epochs": 1}, "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+    # An empty cache and a proxy that refuses connections: offline even where the internet is reachable.
+    dead = "http://127.0.0.1:9"
+    env = {"KERAS_HOME": str(tmp_path / "empty"), "HTTPS_PROXY": dead, "https_proxy": dead,
+           "HTTP_PROXY": dead, "http_proxy": dead}
+
+    proc = run_stage("train", tmp_path, check=False, env=env)
+
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: train:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    assert "KERAS_HOME" in errors[0] and "model.weights" in errors[0]
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5" in errors[0]
+
+
+def test_unusable_store_stops_before_training(tmp_path, resized_dataset, monkeypatch):
+    setup_project(tmp_path, monkeypatch, {})
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}")
+    built = []
+    monkeypatch.setattr(train, "build_model", lambda *args, **kwargs: built.append(args))
+
+    with pytest.raises(PipelineError, match="does not exist"):
+        train.main()
+    assert built == [] and not Path("models/model.keras").exists()
+
+
+def test_image_size_below_backbone_minimum_is_reported(tmp_path, resized_dataset, monkeypatch):
+    setup_project(tmp_path, monkeypatch, {"model": {"backbone": "InceptionV3"}})
+    with pytest.raises(PipelineError, match="resize.size is 32 .* at least 75"):
+        train.main()
+
+
+def _split(paths, artists, sources) -> dataset.Split:
+    return dataset.Split(np.zeros((len(paths), 2, 2, 3), np.uint8), list(paths), list(artists), list(sources))
+
+
+def test_validation_split_keeps_copies_with_their_original_and_is_stratified():
+    paths, artists, sources = [], [], []
+    for artist, originals in (("A", 20), ("B", 10), ("C", 1)):
+        for n in range(originals):
+            original = f"data/raw/images/{artist}/{n}.jpg"
+            paths.append(original), artists.append(artist), sources.append("")
+            for k in range(2):  # two oversampled copies of each
+                paths.append(f"data/oversampled/images/{artist}/{n}_aug{k}.jpg")
+                artists.append(artist), sources.append(original)
+    split = _split(paths, artists, sources)
+
+    train_idx, val_idx = dataset.validation_split(split, 0.2, seed=3)
+
+    groups = split.groups()
+    assert not {groups[i] for i in train_idx} & {groups[i] for i in val_idx}
+    assert sorted([*train_idx, *val_idx]) == list(range(len(paths)))
+    val_originals = [paths[i] for i in val_idx if not sources[i]]
+    assert sum("/A/" in p for p in val_originals) == 4 and sum("/B/" in p for p in val_originals) == 2
+    assert not any("/C/" in p for p in val_originals)  # a single original stays in training
+    assert np.array_equal(dataset.validation_split(split, 0.2, seed=3)[1], val_idx)
+    assert not np.array_equal(dataset.validation_split(split, 0.2, seed=4)[1], val_idx)
+
+
+def test_streamed_and_in_memory_pipelines_give_the_same_rows():
+    images = np.arange(10 * 4 * 4 * 3, dtype=np.uint8).reshape(10, 4, 4, 3)
+    labels = np.arange(10, dtype=np.int64)
+    indices = np.array([1, 3, 4, 7, 9])
+    in_memory = dataset.make_dataset(images, labels, indices, 2, seed=1)
+    streamed = dataset.make_dataset(images, labels, indices, 2, seed=1, max_in_memory_bytes=0)
+    for pipeline in (in_memory, streamed):
+        epochs = [np.concatenate([y.numpy() for _, y in pipeline]) for _ in range(2)]
+        assert sorted(epochs[0]) == sorted(epochs[1]) == list(indices)
+        assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
+        x, y = next(iter(pipeline))
+        np.testing.assert_array_equal(x.numpy(), images[y.numpy()])
+    ordered = dataset.make_dataset(images, None, None, 4, max_in_memory_bytes=0)
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for x in ordered]), images)
+
+
+def test_arrays_and_tables_that_disagree_are_rejected(tmp_path, resized_dataset):
+    np.save(resized_dataset / "train.npy", np.zeros((5, 32, 32, 3), np.uint8))
+    with pytest.raises(PipelineError, match="holds 5 images but .* lists 24"):
+        dataset.load_split("train", resized_dataset)
+    os.remove(resized_dataset / "test.npy")
+    with pytest.raises(PipelineError, match="test.npy: not found"):
+        dataset.load_split("test", resized_dataset)
