@@ -120,6 +120,8 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None, 
     # DVC runs stage commands as `python -m ...`: that must be this interpreter.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     full_env = {**os.environ, "PATH": path, **(env or {})}
+    # A value of None in ``env`` removes that variable.
+    full_env = {key: value for key, value in full_env.items() if value is not None}
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")

@@ -1,0 +1,181 @@
+"""The experiment workflow a user types, end to end, with real git, dvc and MLflow.
+
+One temporary clone of the project on the smallest config: `dvc repro`, commit,
+`dvc exp run -S model.frozen_layers=N`, `dvc metrics diff`, a queued two-point sweep run by
+`dvc queue start`, then the MLflow store (the default one, in the main workspace) must hold
+one finished run per training with the right params, and `stages.compare` must list them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import dvc, make_project, run
+
+TINY = {
+    "data": {"synthetic_artists": 3, "synthetic_images": 48},
+    "oversample": {"min_count": 12},
+    "resize": {"size": 32},
+    "model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_layers": 0},
+    "train": {"epochs": 2, "batch_size": 16},
+    "evaluate": {"misclassified": 4},
+}
+STAGES = ("download", "split", "oversample", "resize", "train", "evaluate")
+# The default store must be used, so no test-wide override may leak in.
+ENV = {"MLFLOW_TRACKING_URI": None, "DVC_ROOT": None, "DVC_EXP_NAME": None}
+
+
+def _ran(output: str) -> set[str]:
+    return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
+
+
+def _runs(store: Path) -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("painter-identification")
+    assert experiment is not None, "the train stage did not create the MLflow experiment"
+    return client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+def _wait_for_queue(project: Path, timeout: float = 600) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = dvc(project, "queue", "status", env=ENV).stdout
+        if "Queued" not in status and "Running" not in status:
+            return status
+        time.sleep(3)
+    raise AssertionError(f"queue still busy after {timeout} s:\n{status}")
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    """Run the README's workflow once; the tests below check what it left behind."""
+    project = make_project(tmp_path_factory.mktemp("workflow") / "painter-id", TINY)
+    log = {}
+    log["repro"] = dvc(project, "repro", env=ENV).stdout
+    run(["git", "add", "dvc.lock", "metrics"], project)
+    run(["git", "commit", "-q", "-m", "baseline"], project)
+    log["exp"] = dvc(project, "exp", "run", "-n", "frozen40", "-S", "model.frozen_layers=40", env=ENV).stdout
+    log["metrics_diff"] = dvc(project, "metrics", "diff", "--json", env=ENV).stdout
+    # The baseline's params again: DVC restores train/evaluate from its run cache, and no
+    # MLflow run is added.
+    log["cached"] = dvc(project, "exp", "run", "-n", "baseline-again", "-S", "model.frozen_layers=0",
+                        env=ENV).stdout
+    log["runs_after_cached"] = len(_runs(project / "mlflow.db"))
+    dvc(project, "exp", "run", "--queue", "-S", "model.frozen_layers=10,20", env=ENV)
+    dvc(project, "queue", "start", env=ENV)
+    log["queue_status"] = _wait_for_queue(project)
+    log["exp_show"] = dvc(project, "exp", "show", "--json", env=ENV).stdout
+    return project, log
+
+
+@pytest.mark.slow
+def test_repro_runs_all_stages_then_exp_run_only_retrains(workflow):
+    project, log = workflow
+    assert _ran(log["repro"]) == set(STAGES)
+    assert _ran(log["exp"]) == {"train", "evaluate"}
+    diff = json.loads(log["metrics_diff"])
+    changed = {key for values in diff.values() for key, entry in values.items() if entry.get("diff")}
+    assert "train_seconds" in changed and "trainable_params" in changed, diff
+
+
+@pytest.mark.slow
+def test_run_cache_restore_logs_no_duplicate_run(workflow):
+    project, log = workflow
+    assert "is cached - skipping run" in log["cached"]
+    assert _ran(log["cached"]) == set()
+    assert log["runs_after_cached"] == 2
+
+
+@pytest.mark.slow
+def test_queued_sweep_ran_and_every_training_is_one_mlflow_run(workflow):
+    project, log = workflow
+    assert log["queue_status"].count("Success") == 2, log["queue_status"]
+    runs = _runs(project / "mlflow.db")
+    assert len(runs) == 4
+    assert all(run.info.status == "FINISHED" for run in runs)
+    frozen = sorted(int(run.data.params["model.frozen_layers"]) for run in runs)
+    assert frozen == [0, 10, 20, 40]
+    for run_ in runs:
+        assert run_.data.params["model.backbone"] == "MobileNet"
+        assert 0.0 <= run_.data.metrics["test_accuracy"] <= 1.0
+    exp_runs = [r for r in runs if r.data.tags.get("dvc.exp_name")]
+    assert len(exp_runs) == 3
+    assert all(r.info.run_name == r.data.tags["dvc.exp_name"] for r in exp_runs)
+    assert "frozen40" in {r.info.run_name for r in exp_runs}
+    shown = log["exp_show"]
+    assert all(r.data.tags["dvc.exp_name"] in shown for r in exp_runs)
+    # Queued runs happen in copies under .dvc/tmp/exps; none may create a store of its own.
+    assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+@pytest.mark.slow
+def test_compare_lists_the_runs(workflow):
+    project, _ = workflow
+    proc = run([sys.executable, "-m", "stages.compare", "--format", "csv", "--sort", "macro_f1"], project, env=ENV)
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert sorted(int(r["frozen_layers"]) for r in rows) == [0, 10, 20, 40]
+    scores = [float(r["macro_f1"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert {r["backbone"] for r in rows} == {"MobileNet"} and {r["image_size"] for r in rows} == {"32"}
+    only = run([sys.executable, "-m", "stages.compare", "--where", "model.frozen_layers=40"], project, env=ENV)
+    lines = only.stdout.strip().splitlines()
+    assert lines[0].split()[:3] == ["run", "backbone", "frozen_layers"] and len(lines) == 2
+    assert "frozen40" in lines[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_server_serves_the_runs_over_rest(workflow):
+    project, _ = workflow
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{project / 'mlflow.db'}", "--workers", "1"],
+        cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=painter-identification",
+                                            timeout=5) as reply:
+                    experiment = json.load(reply)["experiment"]
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"mlflow server did not start: {server.stderr.read().decode()[-2000:]}")
+                time.sleep(1)
+        request = urllib.request.Request(
+            f"{base}/runs/search", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"experiment_ids": [experiment["experiment_id"]], "max_results": 100}).encode(),
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            runs = json.load(reply)["runs"]
+        assert len(runs) == 4
+        params = [{p["key"]: p["value"] for p in r["data"]["params"]} for r in runs]
+        assert sorted(int(p["model.frozen_layers"]) for p in params) == [0, 10, 20, 40]
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
