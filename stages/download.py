@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from stages import sources, synthetic
 from stages.errors import PipelineError, run_stage
-from stages.files import atomic_dir, ensure_writable_dir, write_csv
+from stages.files import atomic_dir, ensure_writable_dir, user_path, write_csv
 from stages.images import ImageRejected, is_image_name, open_image, sha256_file
 from stages.params import DataParams, load_section
 
@@ -228,7 +228,7 @@ def prepare_source(params: DataParams, work: Path) -> Path:
         log.info("source: %s", sources.redact_url(params.url))
         archive = sources.fetch_url(params.url, work, params.timeout, params.max_archive_bytes)
         return sources.extract_archive(archive, work / "extracted", params.max_archive_bytes)
-    path = Path(params.path).expanduser()  # relative to the project root, the stage's cwd
+    path = user_path(params.path)
     log.info("source: %s", path)
     if path.is_dir():
         return path

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional
@@ -24,52 +23,18 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 
 from stages.errors import PipelineError
+from stages.files import git_output, main_workspace
 from stages.params import MlflowParams
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
-EXPS_MARKER = "/.dvc/tmp/exps/"
 LOCK_TIMEOUT_S = 300
 # While checking that a remote store answers: fail within seconds, not after minutes of retries.
 QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 # MLflow limits a batch to 1000 metrics and 100 params.
 PARAM_BATCH = 100
-
-
-def _git(args: list[str], cwd: Path) -> Optional[str]:
-    try:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
-
-
-def _outside_exp_copy(path: str) -> Optional[Path]:
-    # `dvc exp run --temp/--queue` runs stages in <repo>/.dvc/tmp/exps/<name>/.
-    path = path.replace(os.sep, "/")
-    if EXPS_MARKER in path:
-        return Path(path.split(EXPS_MARKER, 1)[0])
-    return None
-
-
-def main_workspace(cwd: Optional[Path] = None, env: Optional[Mapping[str, str]] = None) -> Path:
-    """The repository the user works in: ``$DVC_ROOT``, else the git top level of ``cwd``, else ``cwd``.
-
-    Inside a temporary DVC experiment copy (``.../.dvc/tmp/exps/...``) it is the folder
-    holding that ``.dvc``.
-    """
-    env = os.environ if env is None else env
-    cwd = Path.cwd() if cwd is None else Path(cwd)
-    dvc_root = env.get("DVC_ROOT")
-    for candidate in (dvc_root, str(cwd.absolute())):
-        if candidate and (outside := _outside_exp_copy(candidate)) is not None:
-            return outside
-    if dvc_root:
-        return Path(dvc_root)
-    toplevel = _git(["rev-parse", "--show-toplevel"], cwd)
-    return Path(toplevel) if toplevel else cwd.absolute()
 
 
 def resolve_tracking_uri(params: MlflowParams, cwd: Optional[Path] = None,
@@ -185,7 +150,7 @@ def run_name(backbone: str, frozen_layers: int, env: Optional[Mapping[str, str]]
 def run_tags(cwd: Optional[Path] = None, env: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     """Tags tying a run to its code: git commit, DVC experiment name and baseline commit."""
     env = os.environ if env is None else env
-    commit = _git(["rev-parse", "HEAD"], Path.cwd() if cwd is None else Path(cwd))
+    commit = git_output(["rev-parse", "HEAD"], Path.cwd() if cwd is None else Path(cwd))
     tags = {
         "git.commit": commit,
         "mlflow.source.git.commit": commit,

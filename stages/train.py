@@ -23,7 +23,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from stages import dataset, tracking
 from stages.backbones import Backbone, Preprocess, build_backbone, freeze, get_backbone, resolve_weights
 from stages.errors import run_stage
-from stages.files import atomic_path, ensure_writable_dir, write_csv, write_json
+from stages.files import atomic_path, ensure_writable_dir, main_workspace, write_csv, write_json
 from stages.params import PARAMS_FILE, ModelParams, TrainParams, load_all
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,14 @@ def augmentation_layers(params: TrainParams) -> list[keras.layers.Layer]:
 
 
 def build_model(entry: Backbone, size: int, n_classes: int, model_params: ModelParams,
-                train_params: TrainParams, root: Path = Path(".")) -> tuple[keras.Model, keras.Model, int]:
+                train_params: TrainParams, root: Optional[Path] = None) -> tuple[keras.Model, keras.Model, int]:
     """Input -> augmentation -> :class:`Preprocess` -> backbone -> pooling, dropout, softmax.
 
     Returns ``(model, backbone, frozen)`` where ``frozen`` is the resolved
     ``model.frozen_layers``.
     """
-    weights = resolve_weights(model_params.weights, root.absolute())
+    # A relative weights path means the same file in a queued experiment's copy of the repo.
+    weights = resolve_weights(model_params.weights, (root or main_workspace()).absolute())
     backbone = build_backbone(entry, size, weights, model_params.alpha)
     frozen = freeze(backbone, model_params.frozen_layers)
     inputs = keras.Input((size, size, 3), name="pixels")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from stages.errors import PipelineError
@@ -42,3 +44,15 @@ def test_output_under_a_file_is_reported_before_work(tmp_path):
     (tmp_path / "data").write_text("a file where a folder should be")
     with pytest.raises(PipelineError, match="cannot write outputs"):
         ensure_writable_dir(tmp_path / "data" / "raw" / "manifest.csv")
+
+
+def test_relative_user_paths_resolve_from_the_main_workspace(tmp_path, monkeypatch):
+    from stages.files import user_path
+
+    copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    # In a queued experiment's copy, ../shared must mean the folder beside the user's repo.
+    assert user_path("../shared/x", env={"DVC_ROOT": str(tmp_path / "repo")}) == tmp_path / "repo" / "../shared/x"
+    assert user_path("../shared/x", env={}) == tmp_path / "repo" / "../shared/x"
+    assert user_path("/abs/x", env={}) == Path("/abs/x")
