@@ -226,7 +226,11 @@ def prepare_source(params: DataParams, work: Path) -> Path:
         return sources.kaggle_download(params.kaggle_dataset)
     if params.source == "url":
         log.info("source: %s", sources.redact_url(params.url))
-        archive = sources.fetch_url(params.url, work, params.timeout, params.max_archive_bytes)
+        if sources.has_literal_password(params.url):
+            log.warning("data.url holds a password, and DVC copies params into dvc.lock: write it as ${NAME} "
+                        "and export NAME instead")
+        url = sources.expand_env(params.url)
+        archive = sources.fetch_url(url, work, params.timeout, params.max_archive_bytes)
         return sources.extract_archive(archive, work / "extracted", params.max_archive_bytes)
     path = user_path(params.path)
     log.info("source: %s", path)

@@ -12,6 +12,7 @@ import base64
 import http.client
 import logging
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -33,6 +34,12 @@ from stages.images import is_image_name
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+# Zip-bomb guard besides data.max_archive_bytes: refuse a zip member, or a whole tar(.gz),
+# that unpacks to more than this many times its packed size. Paintings (JPEG) barely
+# compress (about 1:1) and text about 10:1; bombs reach 1000:1 and more. Below
+# RATIO_FREE_BYTES unpacked the ratio is not checked: a small file of zeros is harmless.
+MAX_COMPRESSION_RATIO = 100
+RATIO_FREE_BYTES = 1 << 20
 # Folders archivers and file managers add beside the data; never artists.
 IGNORED_DIRS = {"__macosx"}
 
@@ -49,6 +56,30 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(url: str) -> str:
+    """Replace each ``${NAME}`` in ``url`` by the environment variable ``NAME``.
+
+    So a password can stay out of ``params.yaml`` (and out of ``dvc.lock`` and git, which
+    record params verbatim): ``data.url: https://${ART_USER}:${ART_TOKEN}@host/a.zip``.
+    """
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise PipelineError(f"params.yaml: data.url uses ${{{name}}} but {name} is not set; export {name} and run again")
+        return urllib.parse.quote(os.environ[name], safe="")
+
+    return ENV_REFERENCE.sub(value, url)
+
+
+def has_literal_password(url: str) -> bool:
+    """True when ``url`` spells out a password rather than a ``${NAME}`` reference."""
+    password = urllib.parse.urlsplit(url).password
+    return bool(password) and not ENV_REFERENCE.fullmatch(password)
 
 
 # --- downloads -----------------------------------------------------------------------
@@ -191,6 +222,12 @@ class _Member:
     size: int
     is_dir: bool
     handle: object
+    packed: Optional[int] = None  # compressed size of a zip member; tar members have none
+
+
+def ratio_cap(packed: int) -> int:
+    """Most bytes ``packed`` compressed bytes may unpack to (:data:`MAX_COMPRESSION_RATIO`)."""
+    return max(RATIO_FREE_BYTES, MAX_COMPRESSION_RATIO * packed)
 
 
 def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[_Member]:
@@ -200,7 +237,7 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[_Member]:
             raise PipelineError(
                 f"{archive}: member {info.filename!r} is a link or special file; refusing to extract this archive"
             )
-        yield _Member(info.filename, info.file_size, info.is_dir(), info)
+        yield _Member(info.filename, info.file_size, info.is_dir(), info, info.compress_size)
 
 
 def _tar_members(archive: Path, tf: tarfile.TarFile) -> Iterator[_Member]:
@@ -240,6 +277,13 @@ def _extract(archive: Path, kind: str, root: Path, max_bytes: int) -> int:
                     f"{archive}: declares {declared} bytes unpacked, more than data.max_archive_bytes={max_bytes}; "
                     "refusing it, or raise data.max_archive_bytes if you trust it"
                 )
+            # A tar(.gz) is compressed as one stream: its ratio is the whole archive's.
+            whole_cap = None if kind == "zip" else ratio_cap(archive.stat().st_size)
+            if whole_cap is not None and declared > whole_cap:
+                raise PipelineError(bomb_message(archive))
+            for member in members:
+                if member.packed is not None and member.size > ratio_cap(member.packed):
+                    raise PipelineError(bomb_message(archive, member.name))
             targets = []
             for member in members:
                 parts = _member_parts(archive, member.name)
@@ -258,8 +302,14 @@ def _extract(archive: Path, kind: str, root: Path, max_bytes: int) -> int:
                     f"{archive}: unpacks to more than data.max_archive_bytes={max_bytes} (at member {member.name!r}); "
                     "refusing it, or raise data.max_archive_bytes if you trust it"
                 )
+                # Headers can lie: real bytes are counted against the ratio cap too.
+                cap = whole_cap if member.packed is None else used + ratio_cap(member.packed)
+                if cap < max_bytes:
+                    limit, too_big = cap, bomb_message(archive, None if member.packed is None else member.name)
+                else:
+                    limit = max_bytes
                 with opener(member.handle) as src, open(target, "wb") as out:
-                    used = copy_limited(src, out, used, max_bytes, too_big)
+                    used = copy_limited(src, out, used, limit, too_big)
             return used
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
         raise PipelineError(f"{archive}: corrupted or unsupported archive ({type(exc).__name__}); check the file") from None
@@ -267,12 +317,22 @@ def _extract(archive: Path, kind: str, root: Path, max_bytes: int) -> int:
         raise PipelineError(f"{archive}: cannot extract ({exc.strerror or type(exc).__name__}); check the file and free space") from None
 
 
+def bomb_message(archive: Path, member: Optional[str] = None) -> str:
+    """The one-line refusal of an archive (or zip ``member``) whose compression ratio marks a bomb."""
+    what = "the archive" if member is None else f"member {member!r}"
+    return (
+        f"{archive}: {what} unpacks to more than {MAX_COMPRESSION_RATIO} times its compressed size "
+        "(a zip bomb?); refusing to extract it"
+    )
+
+
 def extract_archive(archive: Path, dest: Path, max_bytes: int) -> Path:
     """Unpack a zip or tar(.gz) into the new folder ``dest``, member by member, and return it.
 
     Refused with a one-line error naming the archive and member: absolute paths, ``..``
-    escapes, links and device files, and a total over ``max_bytes`` (declared sizes are
-    checked first and real bytes counted while extracting). Corrupt or empty archives are
+    escapes, links and device files, a total over ``max_bytes`` and a compression ratio
+    over :data:`MAX_COMPRESSION_RATIO` (declared sizes are checked first and real bytes
+    counted while extracting). Corrupt or empty archives are
     refused too. Only regular files and folders are ever created, all under ``dest``, and
     ``dest`` is removed again when extraction fails.
     """

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional
@@ -23,6 +25,7 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 
 from stages.errors import PipelineError
+from stages.sources import redact_url
 from stages.files import git_output, main_workspace
 from stages.params import MlflowParams
 
@@ -35,6 +38,8 @@ LOCK_TIMEOUT_S = 300
 QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 # MLflow limits a batch to 1000 metrics and 100 params.
 PARAM_BATCH = 100
+# A URL in free text: its user:password@ and query string (signed links) must never be recorded.
+URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
 def resolve_tracking_uri(params: MlflowParams, cwd: Optional[Path] = None,
@@ -133,6 +138,12 @@ def prepare_store(params: MlflowParams, cwd: Optional[Path] = None) -> tuple[str
         raise PipelineError(f"MLflow store {db}: locked by another process for {LOCK_TIMEOUT_S}s; try again") from None
     except Exception as exc:  # MLflow, SQLAlchemy and requests all raise their own types
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if db is not None and "database is locked" in reason:
+            # SQLite gave up waiting (its busy timeout) for another process's write transaction.
+            raise PipelineError(
+                f"MLflow store {db}: locked by another process (a training, evaluation or `mlflow ui` "
+                "writing to it); let it finish or stop it, then run again"
+            ) from None
         raise PipelineError(
             f"MLflow tracking store {uri} cannot be used ({reason}); start it or set mlflow.tracking_uri "
             "(or MLFLOW_TRACKING_URI) to a store that works"
@@ -178,9 +189,19 @@ def start_run(client: mlflow.MlflowClient, experiment_id: str, name: str,
         client.set_terminated(run_id, status=status)
 
 
+def redact(text: str) -> str:
+    """``text`` with every URL's ``user:password@``, query and fragment removed, for what MLflow records."""
+    def clean(match: re.Match) -> str:
+        url = match.group(0)
+        # Only URLs that carry something to hide: redact_url would also normalise sqlite:////x.
+        return redact_url(url) if any(ch in url for ch in "@?#") else url
+
+    return URL_IN_TEXT.sub(clean, text)
+
+
 def log_params(client: mlflow.MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
-    """Log ``params`` (values as strings; ``None`` as ``null``, like params.yaml)."""
-    items = [Param(key, "null" if value is None else str(value)) for key, value in params.items()]
+    """Log ``params`` (values as strings; ``None`` as ``null``, like params.yaml; no URL credentials)."""
+    items = [Param(key, "null" if value is None else redact(str(value))) for key, value in params.items()]
     for start in range(0, len(items), PARAM_BATCH):
         client.log_batch(run_id, params=items[start:start + PARAM_BATCH])
 
@@ -194,9 +215,16 @@ def log_metrics(client: mlflow.MlflowClient, run_id: str, metrics: Mapping[str, 
 
 
 def log_artifacts(client: mlflow.MlflowClient, run_id: str, paths: Iterable[os.PathLike | str]) -> None:
-    """Copy each file in ``paths`` into the run's artifacts."""
+    """Copy each file in ``paths`` into the run's artifacts; YAML files (params) without URL credentials."""
     for path in paths:
-        client.log_artifact(run_id, str(path))
+        path = Path(path)
+        if path.suffix not in (".yaml", ".yml"):
+            client.log_artifact(run_id, str(path))
+            continue
+        with tempfile.TemporaryDirectory(prefix=".mlflow-artifact-") as folder:
+            clean = Path(folder) / path.name
+            clean.write_text(redact(path.read_text(encoding="utf-8")), encoding="utf-8")
+            client.log_artifact(run_id, str(clean))
 
 
 def find_run(client: mlflow.MlflowClient, run_id: str) -> bool:
