@@ -1,4 +1,4 @@
-"""The resized arrays and their labels, as train, evaluate and predict read them.
+"""The resized arrays and their labels, and the trained model, as train, evaluate and predict read them.
 
 ``data/resized/{split}.npy`` is opened memory-mapped; :func:`make_dataset` turns it into a
 ``tf.data`` pipeline (in memory when the rows fit, else streamed from the memory map),
@@ -13,14 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
+import stages.backbones  # noqa: F401  (registers the Preprocess layer before load_model)
 from stages.errors import PipelineError
 from stages.files import read_csv
+from stages.images import RESIZE_MODES
 
 RESIZED_DIR = Path("data/resized")
+MODEL_FILE = Path("models/model.keras")
 LABELS_FILE = Path("models/labels.json")
+# How the training images were brought to the model's input size: {"size": ..., "mode": ...}.
+PREPROCESSING_FILE = Path("models/preprocessing.json")
 RESIZE_HINT = "run `dvc repro resize` to rebuild data/resized"
 RETRAIN_HINT = "run `dvc repro train` to produce it again"
 
@@ -112,6 +118,34 @@ def read_labels(path: os.PathLike | str = LABELS_FILE) -> list[str]:
     return labels
 
 
+def read_preprocessing(path: os.PathLike | str = PREPROCESSING_FILE) -> dict:
+    """``models/preprocessing.json``: the ``size`` and resize ``mode`` of the training images."""
+    info = read_train_output(path)
+    if (not isinstance(info, dict) or info.get("mode") not in RESIZE_MODES
+            or not isinstance(info.get("size"), int) or isinstance(info.get("size"), bool)):
+        raise PipelineError(f"{path}: must hold the training images' size and resize mode; {RETRAIN_HINT}")
+    return info
+
+
+def load_model(path: os.PathLike | str = MODEL_FILE) -> keras.Model:
+    """The trained model, or a one-line error saying how to get one."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; {RETRAIN_HINT}")
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:  # Keras raises many types for a broken or foreign file
+        raise PipelineError(f"{path}: cannot be loaded ({type(exc).__name__}); {RETRAIN_HINT}") from None
+
+
+def check_classes(model: keras.Model, labels: Sequence[str], model_path: os.PathLike | str = MODEL_FILE,
+                  labels_path: os.PathLike | str = LABELS_FILE) -> None:
+    """Stop with a one-line error when the model and its labels file come from different trainings."""
+    if model.output_shape[-1] != len(labels):
+        raise PipelineError(f"{model_path} has {model.output_shape[-1]} classes but {labels_path} "
+                            f"lists {len(labels)}; {RETRAIN_HINT}")
+
+
 def validation_split(split: Split, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices ``(train, validation)``: ``fraction`` of each artist's originals held out.
 
@@ -153,7 +187,7 @@ def _streamed(images: np.ndarray, labels: Optional[np.ndarray], indices: np.ndar
             x = np.asarray(images[chunk])
             yield (x, labels[chunk]) if labels is not None else x
 
-    x_spec = tf.TensorSpec((None, *images.shape[1:]), tf.uint8)
+    x_spec = tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype))
     signature = (x_spec, tf.TensorSpec((None,), tf.int64)) if labels is not None else x_spec
     return tf.data.Dataset.from_generator(one_epoch, output_signature=signature)
 

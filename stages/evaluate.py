@@ -1,7 +1,8 @@
 """Stage ``evaluate``: score the trained model on the held-out test split.
 
 Reads ``models/model.keras``, ``models/labels.json``, ``models/run.json``,
-``data/resized/test.{npy,csv}`` and ``params.yaml:evaluate,mlflow``; writes
+``data/resized/test.{npy,csv}`` and ``params.yaml:evaluate,mlflow`` (``evaluate.tta``
+averages the predictions over flipped and zoomed views, see :mod:`stages.tta`); writes
 ``metrics/eval.json``, ``metrics/per_artist.csv``, ``metrics/confusion.csv``,
 ``metrics/confusion.png`` and ``metrics/misclassified.png``, and logs the metrics and
 pictures into the MLflow run of the training.
@@ -19,7 +20,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 
-import keras  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
@@ -31,15 +31,13 @@ from sklearn.metrics import (  # noqa: E402
     precision_recall_fscore_support,
 )
 
-import stages.backbones  # noqa: E402,F401  (registers the Preprocess layer before load_model)
-from stages import dataset, tracking  # noqa: E402
+from stages import dataset, tracking, tta  # noqa: E402
 from stages.errors import PipelineError, run_stage  # noqa: E402
 from stages.files import atomic_file, ensure_writable_dir, write_csv, write_json  # noqa: E402
 from stages.params import load_section  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = Path("models/model.keras")
 RUN_FILE = Path("models/run.json")
 EVAL = Path("metrics/eval.json")
 PER_ARTIST = Path("metrics/per_artist.csv")
@@ -47,16 +45,6 @@ CONFUSION_CSV = Path("metrics/confusion.csv")
 CONFUSION_PNG = Path("metrics/confusion.png")
 MISCLASSIFIED_PNG = Path("metrics/misclassified.png")
 ANNOTATE_MAX = 20  # beyond this many artists, numbers in the cells become unreadable
-
-
-def load_model(path: Path = MODEL_FILE) -> keras.Model:
-    """The trained model, or a one-line error saying how to get one."""
-    if not path.is_file():
-        raise PipelineError(f"{path}: not found; {dataset.RETRAIN_HINT}")
-    try:
-        return keras.models.load_model(path)
-    except Exception as exc:  # Keras raises many types for a broken or foreign file
-        raise PipelineError(f"{path}: cannot be loaded ({type(exc).__name__}); {dataset.RETRAIN_HINT}") from None
 
 
 def read_run(path: Path = RUN_FILE) -> dict:
@@ -197,15 +185,14 @@ def main() -> None:
     ensure_writable_dir(EVAL)
     uri, experiment_id = tracking.prepare_store(mlflow_params)
 
-    model = load_model()
+    model = dataset.load_model()
     expected = tuple(model.input_shape[1:])
     if expected != test.images.shape[1:]:
-        raise PipelineError(f"{MODEL_FILE} takes images of shape {expected} but data/resized/test.npy holds "
-                            f"{test.images.shape[1:]}; {dataset.RETRAIN_HINT}")
-    if model.output_shape[-1] != len(labels):
-        raise PipelineError(f"{MODEL_FILE} has {model.output_shape[-1]} classes but models/labels.json "
-                            f"lists {len(labels)}; {dataset.RETRAIN_HINT}")
-    probs = model.predict(dataset.make_dataset(test.images, None, None, params.batch_size), verbose=0)
+        raise PipelineError(f"{dataset.MODEL_FILE} takes images of shape {expected} but data/resized/test.npy "
+                            f"holds {test.images.shape[1:]}; {dataset.RETRAIN_HINT}")
+    dataset.check_classes(model, labels)
+    log.info("test-time augmentation: %s", params.tta)
+    probs = tta.predict_probs(model, test.images, params.batch_size, params.tta)
     y_pred = probs.argmax(axis=1)
 
     metrics = score(y_true, probs)

@@ -1,0 +1,163 @@
+"""Command ``predict``: which painter made these paintings? (not a DVC stage)
+
+    python -m stages.predict IMAGE_OR_FOLDER... [--model models/model.keras]
+        [--labels models/labels.json] [--top-k 3] [--tta none|flip|flip_crops]
+
+Prints CSV to stdout, ``path,rank,artist,probability``, the ``--top-k`` most likely artists
+of each image, most likely first. Folders are searched recursively for image files. A file
+that cannot be read gets one row ``path,0,ERROR: <reason>,`` and the others go on.
+
+New images go through the pipeline's own code: :func:`stages.images.load_square` with the
+size of the model's input and the ``resize.mode`` the training images were made with
+(``models/preprocessing.json``, written by train), then the model's own Preprocess layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence, TextIO
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from stages import dataset, tta
+from stages.errors import PipelineError, run_stage
+from stages.images import ImageRejected, is_image_name, load_square
+from stages.params import PARAMS_FILE, DataParams, load_section
+
+log = logging.getLogger(__name__)
+
+HEADER = ["path", "rank", "artist", "probability"]
+DEFAULT_MODE = "pad"  # resize.mode's default, for models trained before preprocessing.json existed
+
+
+def find_images(targets: Sequence[str]) -> list[Path]:
+    """The files named, plus every image file under the folders named (recursively, sorted).
+
+    Hidden files and folders are skipped; a named file is kept whatever its suffix, so a
+    wrong file gets an error row rather than silence.
+    """
+    found: list[Path] = []
+    for target in targets:
+        root = Path(target)
+        if not root.is_dir():
+            found.append(root)
+            continue
+        inside = []
+        for folder, subfolders, files in os.walk(root):
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            inside += [Path(folder) / name for name in files if is_image_name(name)]
+        if not inside:
+            log.warning("%s: no image files in this folder", root)
+        found += sorted(inside)
+    return found
+
+
+def resize_mode(model_path: Path, size: int) -> str:
+    """The ``resize.mode`` of the model's training images.
+
+    Read from ``preprocessing.json`` beside the model; a model without one (trained before
+    it existed) falls back to ``params.yaml`` in the current folder, else ``pad``.
+    """
+    info_path = model_path.parent / dataset.PREPROCESSING_FILE.name
+    if info_path.exists():
+        info = dataset.read_preprocessing(info_path)
+        if info["size"] != size:
+            raise PipelineError(f"{info_path} says {info['size']} px but {model_path} takes {size} px: they come "
+                                f"from different trainings; {dataset.RETRAIN_HINT}")
+        return info["mode"]
+    mode = load_section("resize").mode if Path(PARAMS_FILE).exists() else DEFAULT_MODE
+    log.warning("%s: not found; resizing images with mode %r (%s)", info_path, mode,
+                f"resize.mode of {PARAMS_FILE}" if Path(PARAMS_FILE).exists() else "the default")
+    return mode
+
+
+def ranked(probs: np.ndarray, labels: Sequence[str], top_k: int) -> list[tuple[int, str, str]]:
+    """``(rank, artist, probability)`` of the ``top_k`` most likely artists, most likely first."""
+    order = np.argsort(-probs, kind="stable")[:top_k]
+    return [(rank, labels[c], f"{probs[c]:.6f}") for rank, c in enumerate(order, start=1)]
+
+
+def predict_files(paths: Sequence[Path], model: keras.Model, labels: Sequence[str], top_k: int, mode: str, tta_mode: str,
+                  batch_size: int, out: TextIO) -> int:
+    """Write the CSV rows of ``paths`` to ``out``, ``batch_size`` images at a time; return the error count.
+
+    Only one batch of decoded images is held at a time, so a folder of any size fits in memory.
+    """
+    size = int(model.input_shape[1])
+    max_pixels = DataParams().max_pixels  # the download stage's guard against decompression bombs
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HEADER)
+    errors = 0
+    with tqdm(total=len(paths), desc="predict", unit="img") as progress:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            arrays, results = [], []
+            for path in chunk:
+                try:
+                    arrays.append(load_square(path, size, mode, max_pixels=max_pixels))
+                    results.append(None)
+                except ImageRejected as exc:
+                    results.append(str(exc))
+            probs = iter(tta.predict_probs(model, np.stack(arrays), len(arrays), tta_mode) if arrays else [])
+            for path, error in zip(chunk, results):
+                if error is not None:
+                    errors += 1
+                    writer.writerow([path, 0, f"ERROR: {error}", ""])
+                else:
+                    writer.writerows([path, *row] for row in ranked(next(probs), labels, top_k))
+            out.flush()
+            progress.update(len(chunk))
+    return errors
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.predict",
+        description="Print the most likely painters of images (CSV: path,rank,artist,probability).",
+    )
+    parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER",
+                        help="image files, or folders searched recursively for images")
+    parser.add_argument("--model", type=Path, default=dataset.MODEL_FILE, help="default: %(default)s")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="the model's artist names (default: labels.json beside the model)")
+    parser.add_argument("--top-k", type=positive_int, default=3,
+                        help="artists per image, at most the number the model knows (default: %(default)s)")
+    parser.add_argument("--tta", choices=tta.TTA_MODES, default="none",
+                        help="test-time augmentation, as evaluate.tta (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="default: %(default)s")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Predict the painters of the images named in ``argv`` (default: the command line)."""
+    args = parse_args(argv)
+    model = dataset.load_model(args.model)
+    labels_path = args.labels or args.model.parent / dataset.LABELS_FILE.name
+    labels = dataset.read_labels(labels_path)
+    dataset.check_classes(model, labels, args.model, labels_path)
+    mode = resize_mode(args.model, int(model.input_shape[1]))
+    top_k = min(args.top_k, len(labels))
+    if top_k < args.top_k:
+        log.warning("--top-k %d: the model knows only %d artists; printing %d per image",
+                    args.top_k, len(labels), top_k)
+    paths = find_images(args.paths)
+    errors = predict_files(paths, model, labels, top_k, mode, args.tta, args.batch_size, sys.stdout)
+    log.info("%d images, %d unreadable", len(paths), errors)
+
+
+if __name__ == "__main__":
+    run_stage("predict", main)
