@@ -182,6 +182,10 @@ class TrainParams:
     zoom: float = 0.0
     contrast: float = 0.0
     seed: int = 42
+    precision: str = "float32"
+    jit_compile: bool = False
+    strategy: str = "auto"
+    feature_cache: str = "auto"
 
     def validate(self) -> None:
         s = "train"
@@ -199,6 +203,9 @@ class TrainParams:
         _check_range(s, "rotation", self.rotation, 0, 1)
         _check_range(s, "zoom", self.zoom, 0, 0.9)
         _check_range(s, "contrast", self.contrast, 0, 1)
+        _check_choice(s, "precision", self.precision, ["float32", "mixed_bfloat16", "mixed_float16"])
+        _check_choice(s, "strategy", self.strategy, ["auto", "mirrored", "multi_worker"])
+        _check_choice(s, "feature_cache", self.feature_cache, ["auto", "off"])
 
 
 @dataclass(frozen=True)
@@ -207,10 +214,12 @@ class EvaluateParams:
 
     batch_size: int = 64
     misclassified: int = 12
+    tta: str = "none"
 
     def validate(self) -> None:
         _check_range("evaluate", "batch_size", self.batch_size, 1)
         _check_range("evaluate", "misclassified", self.misclassified, 0, 100)
+        _check_choice("evaluate", "tta", self.tta, ["none", "flip", "flip_crops"])
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from numpy.lib.format import open_memmap
+from numpy.lib.format import write_array_header_1_0
 from tqdm import tqdm
 
 from stages.errors import PipelineError, run_stage
@@ -52,19 +52,22 @@ def worker_count(params: ResizeParams, jobs: int) -> int:
 def resize_to_npy(paths: list[str], dest: Path, params: ResizeParams, pool: Optional[Pool], desc: str) -> None:
     """Write the images at ``paths`` to ``dest`` as one ``.npy`` array, in order.
 
-    Results stream into a memory-mapped file as they arrive, so memory does not grow with
-    the number of images; ``pool``'s workers (if any) decode and resize, this process only copies.
+    Results are appended to the file as they arrive (``imap`` keeps their order), so memory
+    does not grow with the number of images: plain writes, not a memory map, whose dirty
+    pages would count towards this process's memory until the end. ``pool``'s workers (if
+    any) decode and resize; this process only writes.
     """
-    array = open_memmap(dest, mode="w+", dtype=np.uint8, shape=(len(paths), params.size, params.size, 3))
+    shape = (len(paths), params.size, params.size, 3)
     jobs = [(path, params.size, params.mode) for path in paths]
     if pool is None:
         results = map(load_one, jobs)
     else:
         chunk = max(1, min(64, len(jobs) // (4 * worker_count(params, len(jobs)))))
         results = pool.imap(load_one, jobs, chunksize=chunk)
-    for index, image in enumerate(tqdm(results, total=len(jobs), desc=desc, unit="img")):
-        array[index] = image
-    array.flush()
+    with open(dest, "wb") as handle:
+        write_array_header_1_0(handle, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape})
+        for image in tqdm(results, total=len(jobs), desc=desc, unit="img"):
+            handle.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
 
 
 def main() -> None:

@@ -1,9 +1,11 @@
 """Stage ``train``: fine-tune a Keras backbone (or train ``simple_cnn``) to tell the artists apart.
 
-Reads ``data/resized/train.{npy,csv}`` and ``params.yaml:model,train,mlflow``; writes
-``models/model.keras`` (augmentation and preprocessing inside: it takes raw 0..255 RGB
-pixels), ``models/labels.json``, ``models/run.json``, ``metrics/train.json`` and
-``metrics/history.csv``, and records the run (params, per-epoch metrics) in MLflow.
+Reads ``data/resized/train.{npy,csv}`` and ``params.yaml:model,train,mlflow,resize.mode``;
+writes ``models/model.keras`` (augmentation and preprocessing inside: it takes raw 0..255
+RGB pixels), ``models/labels.json``, ``models/preprocessing.json`` (the image size and
+``resize.mode``, so predict brings new images to the model exactly as resize did),
+``models/run.json``, ``metrics/train.json`` and ``metrics/history.csv``, and records the
+run (params, per-epoch metrics) in MLflow.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from stages import dataset, tracking
-from stages.backbones import Backbone, Preprocess, build_backbone, freeze, get_backbone, resolve_weights
+from stages import dataset, features, scaling, tracking
+from stages.backbones import (Backbone, Preprocess, build_backbone, check_size, freeze, get_backbone,
+                              resolve_weights)
 from stages.errors import run_stage
 from stages.files import atomic_path, ensure_writable_dir, main_workspace, write_csv, write_json
 from stages.params import PARAMS_FILE, ModelParams, TrainParams, load_all
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = Path("models/model.keras")
+MODEL_FILE = dataset.MODEL_FILE
 RUN_FILE = Path("models/run.json")
 TRAIN_METRICS = Path("metrics/train.json")
 HISTORY = Path("metrics/history.csv")
@@ -139,11 +142,41 @@ def summarize(rows: list[dict[str, float]], seconds: float, model: keras.Model, 
     }
 
 
+def training_inputs(entry: Backbone, model: keras.Model, backbone: keras.Model, frozen: int, data: dataset.Split,
+                    model_params: ModelParams, train_params: TrainParams,
+                    strategy: tf.distribute.Strategy) -> tuple[keras.Model, np.ndarray, str]:
+    """The model ``fit`` trains and the rows it reads, and whether the feature cache was used.
+
+    With the whole backbone frozen and no augmentation (see :mod:`stages.features`) that is
+    the head alone on the backbone's cached features (``"hit"`` or ``"miss"``); otherwise
+    the full model on the pixels (``"off"``).
+    """
+    reason = features.skip_reason(train_params.feature_cache, backbone, frozen, augmentation_layers(train_params))
+    if reason:
+        log.info("feature cache not used: %s", reason)
+        return model, data.images, "off"
+    weights = resolve_weights(model_params.weights, main_workspace().absolute())
+    parts = {
+        "backbone": entry.name,
+        "alpha": model_params.alpha if entry.takes_alpha else None,
+        "weights": features.weights_identity(weights, train_params.seed),
+        "size": data.size,
+        "frozen_layers": frozen,
+        "precision": train_params.precision,
+        "data": features.data_identity([dataset.RESIZED_DIR / "train.npy", dataset.RESIZED_DIR / "train.csv"]),
+    }
+    cached, hit = features.features_for(model, data.images, parts)
+    with strategy.scope():
+        head = features.head_model(model)
+    return head, cached, "hit" if hit else "miss"
+
+
 def main() -> None:
     params = load_all()
     model_params, train_params = params.model, params.train
     entry = get_backbone(model_params.backbone)
     data = dataset.load_split("train")
+    check_size(entry, data.size)  # before the MLflow store is touched: a params mistake costs nothing
     for output in (MODEL_FILE, TRAIN_METRICS):
         ensure_writable_dir(output)
     uri, experiment_id = tracking.prepare_store(params.mlflow)
@@ -154,17 +187,24 @@ def main() -> None:
     log.info("%d training rows, %d validation rows (originals held out), %d artists",
              len(train_idx), len(val_idx), len(labels))
 
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
+    strategy = scaling.make_strategy(train_params.strategy)
+    scaling.check_batch_size(strategy, train_params.batch_size)
     keras.utils.set_random_seed(train_params.seed)
     tf.config.experimental.enable_op_determinism()
-    model, backbone, frozen = build_model(entry, data.size, len(labels), model_params, train_params)
+    scaling.set_precision(train_params.precision)
+    with strategy.scope():
+        model, backbone, frozen = build_model(entry, data.size, len(labels), model_params, train_params)
     trainable, non_trainable = count_params(model.trainable_weights), count_params(model.non_trainable_weights)
     log.info("backbone %s: %d layers, %d frozen; %d trainable / %d frozen params",
              entry.name, len(backbone.layers), frozen, trainable, non_trainable)
-    model.compile(optimizer=make_optimizer(train_params), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    fit_model, x, cache = training_inputs(entry, model, backbone, frozen, data, model_params, train_params, strategy)
+    with strategy.scope():
+        fit_model.compile(optimizer=make_optimizer(train_params), loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"], jit_compile=train_params.jit_compile)
 
-    train_ds = dataset.make_dataset(data.images, y, train_idx, train_params.batch_size, seed=train_params.seed)
-    val_ds = dataset.make_dataset(data.images, y, val_idx, train_params.batch_size)
+    train_ds = dataset.make_dataset(x, y, train_idx, train_params.batch_size, seed=train_params.seed)
+    val_ds = dataset.make_dataset(x, y, val_idx, train_params.batch_size)
     client = mlflow.MlflowClient(uri)
     name = tracking.run_name(entry.name, frozen)
     with tracking.start_run(client, experiment_id, name, tracking.run_tags()) as run_id:
@@ -174,6 +214,7 @@ def main() -> None:
             "model.frozen_layers_resolved": frozen,
             "model.trainable_params": trainable,
             "model.frozen_params": non_trainable,
+            "train.feature_cache_used": cache,
         })
         epoch_log = EpochLog(client, run_id)
         callbacks = [
@@ -185,9 +226,9 @@ def main() -> None:
                                               min_lr=train_params.min_learning_rate),
         ]
         start = time.monotonic()
-        model.fit(train_ds, validation_data=val_ds, epochs=train_params.epochs, shuffle=False,
-                  class_weight=class_weights(y[train_idx], len(labels), train_params.class_weight),
-                  callbacks=callbacks, verbose=2)
+        fit_model.fit(train_ds, validation_data=val_ds, epochs=train_params.epochs, shuffle=False,
+                      class_weight=class_weights(y[train_idx], len(labels), train_params.class_weight),
+                      callbacks=callbacks, verbose=2)
         summary = summarize(epoch_log.rows, time.monotonic() - start, model, backbone, frozen)
         log.info("best epoch %d of %d: val_accuracy %.3f, val_loss %.3f", summary["best_epoch"],
                  summary["epochs_run"], summary["best_val_accuracy"], summary["best_val_loss"])
@@ -196,10 +237,12 @@ def main() -> None:
             # Same layers, not compiled: the file holds no optimizer state (3x the weights with Adam).
             keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
         write_json(dataset.LABELS_FILE, labels)
+        write_json(dataset.PREPROCESSING_FILE, {"size": data.size, "mode": params.resize.mode})
         write_csv(HISTORY, HISTORY_COLUMNS, ([row[c] for c in HISTORY_COLUMNS] for row in epoch_log.rows))
         write_json(TRAIN_METRICS, summary)
         tracking.log_metrics(client, run_id, {f"train.{k}": v for k, v in summary.items()})
-        tracking.log_artifacts(client, run_id, [PARAMS_FILE, HISTORY, dataset.LABELS_FILE])
+        tracking.log_artifacts(client, run_id, [PARAMS_FILE, HISTORY, dataset.LABELS_FILE,
+                                                  dataset.PREPROCESSING_FILE])
         if params.mlflow.log_model:
             tracking.log_artifacts(client, run_id, [MODEL_FILE])
         write_json(RUN_FILE, {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri})

@@ -1,0 +1,66 @@
+"""Reference point for the real-paintings results: logistic regression on frozen features.
+
+Run from a project folder whose pipeline ran on real paintings with a MobileNet-sized image
+(``data/resized/`` present), for example::
+
+    python -m benchmarks.reference_logreg --weights ../shared/weights/mobilenet_2_5_224_tf_no_top.h5
+
+It fits scikit-learn's LogisticRegression on MobileNet (alpha 0.25, ImageNet) global-average
+pooled features of the training originals (no oversampled copies, no augmentation) and scores
+the same 20% test split the pipeline's evaluate stage scores, so the two are comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+
+from stages import dataset
+from stages.backbones import Preprocess, build_backbone, get_backbone, resolve_weights
+from stages.files import main_workspace
+
+
+def pooled_features(images: np.ndarray, weights: str, alpha: float, batch_size: int = 64) -> np.ndarray:
+    """MobileNet global-average-pooled features of uint8 images, batch by batch."""
+    import keras
+
+    entry = get_backbone("MobileNet")
+    size = images.shape[1]
+    backbone = build_backbone(entry, size, resolve_weights(weights, main_workspace()), alpha)
+    inputs = keras.Input((size, size, 3))
+    outputs = keras.layers.GlobalAveragePooling2D()(backbone(Preprocess(entry.preprocess)(inputs), training=False))
+    extractor = keras.Model(inputs, outputs)
+    return np.concatenate([extractor.predict_on_batch(images[i:i + batch_size])
+                           for i in range(0, len(images), batch_size)])
+
+
+def main() -> None:
+    """Print the reference logistic regression's test accuracy and macro-F1 as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", required=True, help="MobileNet alpha 0.25 no-top ImageNet weights (.h5)")
+    parser.add_argument("--alpha", type=float, default=0.25)
+    args = parser.parse_args()
+
+    train, test = dataset.load_split("train"), dataset.load_split("test")
+    originals = np.array([not source for source in train.sources])
+    labels = dataset.class_names(train.artists)
+    y_train = dataset.encode(train.artists, labels, "train")[originals]
+    y_test = dataset.encode(test.artists, labels, "test")
+    x_train = pooled_features(np.asarray(train.images)[originals], args.weights, args.alpha)
+    x_test = pooled_features(np.asarray(test.images), args.weights, args.alpha)
+    classifier = LogisticRegression(max_iter=5000).fit(x_train, y_train)
+    predicted = classifier.predict(x_test)
+    print(json.dumps({
+        "n_train": int(len(y_train)),
+        "n_test": int(len(y_test)),
+        "accuracy": round(float(accuracy_score(y_test, predicted)), 4),
+        "macro_f1": round(float(f1_score(y_test, predicted, average="macro")), 4),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,483 @@
+"""Measure the pipeline against plain baselines, side by side on one machine in one run.
+
+1. resize throughput against a plain single-process PIL loop over the same images;
+2. train-stage throughput against ``model.fit`` on the same data as in-memory tensors, plus
+   ``train.precision`` and ``train.jit_compile`` variants;
+3. a 3-point head-parameter sweep with the whole backbone frozen, feature cache on vs off;
+4. wall time of the default end-to-end ``dvc repro`` and of a no-op ``dvc repro``;
+5. peak memory (RSS) of the resize and train stages at 1x, 2x and 4x the data.
+
+Uses the real paintings in ``../shared/artworks-sample`` when present, else the synthetic
+generator. Every figure is repeated (``--repeats``) and reported as median, min and max.
+Writes ``benchmarks/results.json`` and prints a Markdown table. Not a test: nothing here
+asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import psutil
+import yaml
+from PIL import Image, ImageOps
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SAMPLE = SHARED / "artworks-sample"
+MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+RESULTS = REPO / "benchmarks" / "results.json"
+PROJECT_FILES = ["stages", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
+SECTIONS = ("resize", "train", "sweep", "dvc", "memory")
+
+log = logging.getLogger("benchmarks")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes of every benchmark; ``--quick`` shrinks them to a smoke run."""
+
+    repeats: int = 3
+    images: Optional[int] = None       # None: every sample image
+    resize_size: int = 75              # the default resize.size
+    resize_passes: int = 2             # the image list repeated, for enough work to time
+    train_size: int = 96
+    train_epochs: int = 2
+    variant_repeats: int = 1           # runs of the precision / jit_compile variants (each costs a full training)
+    sweep_size: int = 128
+    sweep_epochs: int = 3
+    memory_size: int = 128
+    memory_factors: tuple[int, ...] = (1, 2, 4)
+    e2e: bool = True                   # the default end-to-end `dvc repro` (minutes)
+
+
+FULL = Config()
+QUICK = Config(repeats=1, images=24, resize_size=32, resize_passes=1, train_size=32, train_epochs=1, sweep_size=32,
+               sweep_epochs=1, memory_size=32, memory_factors=(1, 2), e2e=False)
+# Small enough for a no-op or smoke `dvc repro` in seconds.
+TINY_PIPELINE = {"data": {"synthetic_artists": 3, "synthetic_images": 30}, "oversample": {"min_count": 8},
+                 "resize": {"size": 32}, "model": {"backbone": "simple_cnn"}, "train": {"epochs": 1, "batch_size": 8}}
+
+
+def spread(values: list[float]) -> dict:
+    """Median, min, max and every run of a repeated measurement."""
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3), "runs": [round(v, 3) for v in values]}
+
+
+def timed(func: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def chdir(path: Path) -> Iterator[None]:
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+# ---------------------------------------------------------------- inputs
+
+def source_images(work: Path, cfg: Config) -> tuple[list[tuple[str, str]], str]:
+    """``(path, artist)`` of the benchmark images and where they come from."""
+    if (SAMPLE / "images").is_dir():
+        root, origin = SAMPLE / "images", f"{SAMPLE.name} (real paintings, 224 px)"
+    else:
+        from stages.synthetic import generate
+
+        root = generate(work / "synthetic", n_artists=10, n_images=max(100, cfg.images or 400)) / "images" / "images"
+        origin = "synthetic generator"
+    files = sorted(p for p in root.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    pairs = [(str(p), p.parent.name.replace("_", " ")) for p in files]
+    if cfg.images:
+        pairs = pairs[:: max(1, len(pairs) // cfg.images)][: cfg.images]
+    return pairs, origin
+
+
+def write_params(root: Path, overrides: dict) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    for section, values in overrides.items():
+        params.setdefault(section, {}).update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
+def write_table(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def resized_project(root: Path, pairs: list[tuple[str, str]], size: int) -> Path:
+    """A project folder whose ``data/resized/train.{npy,csv}`` holds ``pairs`` at ``size`` px."""
+    from stages.params import ResizeParams
+    from stages.resize import resize_to_npy
+
+    out = root / "data" / "resized"
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        resize_to_npy([p for p, _ in pairs], out / f"{split}.npy", ResizeParams(size=size, workers=1), None, split)
+        write_table(out / f"{split}.csv", ["path", "artist", "source"], [[p, a, ""] for p, a in pairs])
+    return root
+
+
+# ---------------------------------------------------------------- 1. resize
+
+def plain_pil_loop(paths: list[str], size: int) -> np.ndarray:
+    """The baseline: open, convert, pad, stack, one image after another in one process."""
+    return np.stack([np.asarray(ImageOps.pad(Image.open(p).convert("RGB"), (size, size), Image.Resampling.BILINEAR))
+                     for p in paths])
+
+
+def bench_resize(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
+    from stages.params import ResizeParams
+    from stages.resize import resize_to_npy, worker_count
+
+    paths = [p for p, _ in pairs] * cfg.resize_passes
+    params = ResizeParams(size=cfg.resize_size, workers=0)
+    workers = worker_count(params, len(paths))
+    dest = work / "resize.npy"
+
+    def stage() -> None:
+        # As the stage runs: a fresh spawn pool, its start-up included in the time.
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            resize_to_npy(paths, dest, params, pool, "resize")
+
+    times: dict[str, list[float]] = {"baseline": [], "stage": [], "stage_one_process": []}
+    for _ in range(cfg.repeats):
+        times["baseline"].append(timed(lambda: plain_pil_loop(paths, cfg.resize_size)))
+        times["stage"].append(timed(stage))
+        times["stage_one_process"].append(timed(lambda: resize_to_npy(paths, dest, params, None, "resize")))
+    rates = {name: spread([len(paths) / t for t in values]) for name, values in times.items()}
+    return {"images": len(paths), "size": cfg.resize_size, "workers": workers, "images_per_s": rates,
+            "speedup": round(rates["stage"]["median"] / rates["baseline"]["median"], 2),
+            "target": ">= 1.7x the plain loop"}
+
+
+# ---------------------------------------------------------------- 2. train throughput
+
+TRAIN_MODEL = {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_layers": 0}
+
+
+def train_rows(project: Path) -> tuple[int, int]:
+    from stages import dataset
+    from stages.params import load_section
+
+    with chdir(project):
+        data = dataset.load_split("train")
+        train_idx, val_idx = dataset.validation_split(data, load_section("train").validation_split, 42)
+    return len(train_idx), len(val_idx)
+
+
+def run_train_stage(project: Path, overrides: dict) -> dict:
+    """Run the train stage in this process; returns metrics/train.json."""
+    import keras
+
+    from stages import train
+
+    write_params(project, overrides)
+    with chdir(project):
+        try:
+            train.main()
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        return json.loads(Path("metrics/train.json").read_text(encoding="utf-8"))
+
+
+def plain_fit(project: Path, overrides: dict) -> float:
+    """The baseline: the same model and data, ``model.fit`` on tensors already in memory. Returns seconds."""
+    import keras
+    import tensorflow as tf
+
+    from stages import dataset, train
+    from stages.backbones import get_backbone
+    from stages.params import load_all
+
+    write_params(project, overrides)
+    with chdir(project):
+        params = load_all()
+        data = dataset.load_split("train")
+        labels = dataset.class_names(data.artists)
+        y = dataset.encode(data.artists, labels, "train.csv")
+        train_idx, val_idx = dataset.validation_split(data, params.train.validation_split, params.train.seed)
+        keras.utils.set_random_seed(params.train.seed)
+        model, _, _ = train.build_model(get_backbone(params.model.backbone), data.size, len(labels),
+                                        params.model, params.train)
+        model.compile(optimizer=train.make_optimizer(params.train), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        x, xv = tf.constant(np.asarray(data.images[train_idx])), tf.constant(np.asarray(data.images[val_idx]))
+        return timed(lambda: model.fit(x, tf.constant(y[train_idx]), batch_size=params.train.batch_size,
+                                       epochs=params.train.epochs, validation_data=(xv, tf.constant(y[val_idx])),
+                                       class_weight=train.class_weights(y[train_idx], len(labels), "balanced"),
+                                       verbose=0))
+
+
+def bench_train(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
+    project = resized_project(work / "train", pairs, cfg.train_size)
+    base = {"model": TRAIN_MODEL, "train": {"epochs": cfg.train_epochs, "early_stopping_patience": 99,
+                                            "feature_cache": "off"}}
+    variants = {
+        "stage float32": {},
+        "stage mixed_bfloat16": {"precision": "mixed_bfloat16"},
+        "stage jit_compile": {"jit_compile": True},
+    }
+    write_params(project, base)
+    n_train, _ = train_rows(project)
+    images = n_train * cfg.train_epochs
+    rates: dict[str, list[float]] = {"model.fit on tensors": [], **{name: [] for name in variants}}
+    for repeat in range(cfg.repeats):
+        rates["model.fit on tensors"].append(images / plain_fit(project, base))
+        for name, extra in variants.items():
+            if extra and repeat >= cfg.variant_repeats:
+                continue
+            summary = run_train_stage(project, {**base, "train": {**base["train"], **extra}})
+            rates[name].append(n_train * summary["epochs_run"] / summary["train_seconds"])
+    result = {name: spread(values) for name, values in rates.items()}
+    return {"model": f"MobileNet alpha 0.25, {cfg.train_size} px, all layers trained, flip on",
+            "rows": n_train, "epochs": cfg.train_epochs, "images_per_s": result,
+            "ratio": round(result["stage float32"]["median"] / result["model.fit on tensors"]["median"], 2),
+            "target": ">= 0.9x model.fit on in-memory tensors"}
+
+
+# ---------------------------------------------------------------- 3. sweep
+
+SWEEP = [{"dropout": 0.2, "learning_rate": 0.001}, {"dropout": 0.3, "learning_rate": 0.003},
+         {"dropout": 0.5, "learning_rate": 0.01}]
+
+
+def bench_sweep(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
+    project = resized_project(work / "sweep", pairs, cfg.sweep_size)
+    weights = str(MOBILENET_WEIGHTS) if MOBILENET_WEIGHTS.exists() else None
+    model = {**TRAIN_MODEL, "weights": weights, "frozen_layers": "all"}
+
+    def sweep(cache: str) -> float:
+        shutil.rmtree(project / ".cache", ignore_errors=True)  # every cached sweep starts cold
+        total = 0.0
+        for point in SWEEP:
+            overrides = {"model": {**model, "dropout": point["dropout"]},
+                         "train": {"epochs": cfg.sweep_epochs, "learning_rate": point["learning_rate"],
+                                   "flip": False, "feature_cache": cache, "early_stopping_patience": 99}}
+            total += timed(lambda: run_train_stage(project, overrides))
+        return total
+
+    times: dict[str, list[float]] = {"uncached": [], "cached": []}
+    for _ in range(cfg.repeats):
+        times["uncached"].append(sweep("off"))
+        times["cached"].append(sweep("auto"))
+    result = {name: spread(values) for name, values in times.items()}
+    return {"model": f"MobileNet alpha 0.25 ({'ImageNet' if weights else 'random'} weights), {cfg.sweep_size} px, "
+                     f"whole backbone frozen, {cfg.sweep_epochs} epochs per point",
+            "points": SWEEP, "seconds": result,
+            "ratio": round(result["cached"]["median"] / result["uncached"]["median"], 2),
+            "target": "<= 0.4x the uncached sweep"}
+
+
+# ---------------------------------------------------------------- 4. dvc
+
+def run(cmd: list[str], cwd: Path, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PATH": path, **(env or {})})
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return proc
+
+
+def fresh_project(dest: Path, overrides: Optional[dict] = None) -> Path:
+    """A git + DVC repository holding a copy of the project, as after a fresh clone."""
+    dest.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    if overrides:
+        write_params(dest, overrides)
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "bench@example.com"],
+                ["git", "config", "user.name", "bench"], [sys.executable, "-m", "dvc", "init", "-q"],
+                [sys.executable, "-m", "dvc", "config", "core.analytics", "false"], ["git", "add", "-A"],
+                ["git", "commit", "-q", "-m", "project"]):
+        run(cmd, dest)
+    return dest
+
+
+def bench_dvc(work: Path, cfg: Config) -> dict:
+    project = fresh_project(work / "dvc", None if cfg.e2e else TINY_PIPELINE)
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    repro = [sys.executable, "-m", "dvc", "repro"]
+    end_to_end = timed(lambda: run(repro, project, env))
+    noop = [timed(lambda: run(repro, project, env)) for _ in range(cfg.repeats)]
+    return {"pipeline": "default params.yaml" if cfg.e2e else "tiny params (smoke run)",
+            "end_to_end_s": spread([end_to_end]), "noop_s": spread(noop), "target": "no-op < 5 s"}
+
+
+# ---------------------------------------------------------------- 5. memory
+
+def peak_rss(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
+    """Run ``cmd``; return its peak RSS and the peak RSS of it and its children together, in MiB."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    main, total = 0, 0
+    handle = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            own = handle.memory_info().rss
+            children = sum(c.memory_info().rss for c in handle.children(recursive=True))
+            main, total = max(main, own), max(total, own + children)
+        time.sleep(0.05)
+    stderr = proc.stderr.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr[-2000:]}")
+    return round(main / 2**20, 1), round(total / 2**20, 1)
+
+
+def bench_memory(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
+    env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    rows = []
+    for factor in cfg.memory_factors:
+        project = work / f"memory{factor}"
+        write_table(project / "data" / "oversampled" / "train.csv", ["path", "artist", "sha256", "source"],
+                    [[p, a, "", ""] for p, a in pairs * factor])
+        write_table(project / "data" / "split" / "test.csv", ["path", "artist", "sha256"],
+                    [[p, a, ""] for p, a in pairs[:20]])
+        write_params(project, {"resize": {"size": cfg.memory_size},
+                               "model": TRAIN_MODEL, "train": {"epochs": 1, "feature_cache": "off"},
+                               "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+        resize_main, resize_total = peak_rss([sys.executable, "-m", "stages.resize"], project, env)
+        train_main, _ = peak_rss([sys.executable, "-m", "stages.train"], project, env)
+        array_mib = round((project / "data" / "resized" / "train.npy").stat().st_size / 2**20, 1)
+        rows.append({"factor": factor, "images": len(pairs) * factor, "train_npy_mib": array_mib,
+                     "resize_main_mib": resize_main, "resize_with_workers_mib": resize_total,
+                     "train_mib": train_main})
+    return {"size": cfg.memory_size, "runs": rows,
+            "target": "resize flat across 1x/2x/4x (train holds the arrays in memory up to 1 GiB)"}
+
+
+# ---------------------------------------------------------------- report
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor()) \
+        if Path("/proc/cpuinfo").exists() else platform.processor()
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "gpus": 0 if not shutil.which("nvidia-smi") else "see nvidia-smi", "os": platform.platform()}
+
+
+def versions() -> dict:
+    from importlib.metadata import version
+
+    return {"python": platform.python_version(),
+            **{name: version(name) for name in ("tensorflow", "keras", "numpy", "pillow", "dvc", "mlflow")}}
+
+
+def fmt(stat: dict, unit: str = "") -> str:
+    return f"{stat['median']:g}{unit} ({stat['min']:g}-{stat['max']:g})"
+
+
+def table(results: dict) -> str:
+    """The README table: one line per figure, median (min-max) over the repeats."""
+    lines = ["| benchmark | pipeline | baseline | result | target |", "|---|---|---|---|---|"]
+    if "resize" in results:
+        r = results["resize"]
+        rates = r["images_per_s"]
+        lines.append(f"| resize, {r['images']} images to {r['size']} px, img/s | {fmt(rates['stage'])} "
+                     f"({r['workers']} processes; 1 process: {fmt(rates['stage_one_process'])}) | "
+                     f"{fmt(rates['baseline'])} (plain PIL loop) | {r['speedup']}x | {r['target']} |")
+    if "train" in results:
+        t = results["train"]
+        rates = t["images_per_s"]
+        variants = "; ".join(f"{name.removeprefix('stage ')}: {fmt(rates[name])}" for name in rates
+                             if name.startswith("stage ") and name != "stage float32")
+        lines.append(f"| train stage, {t['model']}, img/s | {fmt(rates['stage float32'])} ({variants}) | "
+                     f"{fmt(rates['model.fit on tensors'])} (model.fit on tensors) | {t['ratio']}x | {t['target']} |")
+    if "sweep" in results:
+        s = results["sweep"]
+        lines.append(f"| 3-point head sweep, {s['model']}, s | {fmt(s['seconds']['cached'])} (feature cache) | "
+                     f"{fmt(s['seconds']['uncached'])} (uncached) | {s['ratio']}x | {s['target']} |")
+    if "dvc" in results:
+        d = results["dvc"]
+        lines.append(f"| no-op `dvc repro`, s | {fmt(d['noop_s'])} | - | - | {d['target']} |")
+        lines.append(f"| end-to-end `dvc repro` ({d['pipeline']}), s | {fmt(d['end_to_end_s'])} | - | - | - |")
+    if "memory" in results:
+        m = results["memory"]
+        for row in m["runs"]:
+            lines.append(f"| peak RSS at {row['factor']}x ({row['images']} images, {row['train_npy_mib']} MiB array, "
+                         f"{m['size']} px), MiB | resize {row['resize_main_mib']} (with workers "
+                         f"{row['resize_with_workers_mib']}); train {row['train_mib']} | - | - | "
+                         f"{m['target'] if row['factor'] == 1 else ''} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one iteration on tiny inputs (smoke run)")
+    parser.add_argument("--repeats", type=int, help="repetitions of every figure (default 3, --quick 1)")
+    parser.add_argument("--images", type=int, help="use only this many source images")
+    parser.add_argument("--skip", default="", help=f"comma-separated sections to leave out: {', '.join(SECTIONS)}")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write results.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cfg = QUICK if args.quick else FULL
+    cfg = replace(cfg, repeats=args.repeats or cfg.repeats, images=args.images or cfg.images)
+    skip = {name.strip() for name in args.skip.split(",") if name.strip()}
+    unknown = skip - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"--skip: unknown section(s) {', '.join(sorted(unknown))}; use {', '.join(SECTIONS)}")
+
+    results: dict = {"quick": args.quick, "config": asdict(cfg), "machine": machine(), "versions": versions()}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="painter-bench-") as tmp:
+        work = Path(tmp)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+        pairs, origin = source_images(work, cfg)
+        results["images"] = {"source": origin, "count": len(pairs)}
+        benches = {"resize": lambda: bench_resize(work, pairs, cfg), "train": lambda: bench_train(work, pairs, cfg),
+                   "sweep": lambda: bench_sweep(work, pairs, cfg), "dvc": lambda: bench_dvc(work, cfg),
+                   "memory": lambda: bench_memory(work, pairs, cfg)}
+        for name, bench in benches.items():
+            if name in skip:
+                results[name] = {"skipped": True}
+                continue
+            log.info("benchmark %s ...", name)
+            section_start = time.perf_counter()
+            results[name] = bench()
+            log.info("benchmark %s done in %.0f s", name, time.perf_counter() - section_start)
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    results["table"] = table({k: v for k, v in results.items() if isinstance(v, dict) and not v.get("skipped")})
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(results["table"])
+    return results
+
+
+if __name__ == "__main__":
+    main()

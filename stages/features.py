@@ -1,0 +1,135 @@
+"""Frozen-feature cache: with the whole backbone frozen, run it over the images once per sweep.
+
+When ``model.frozen_layers`` freezes the whole backbone and no augmentation layer is on,
+nothing before the head changes during training, so the pooled backbone output of every
+training row is the same in every epoch and every run that shares the backbone, its
+weights, the image size and the data. :func:`features_for` computes those features once
+(``.cache/features/<key>.npy`` under the main workspace, so queued ``dvc exp run``
+experiments share them) and :func:`head_model` trains only the dropout + softmax head on
+them, with the very layer objects of the full model: the saved model is the usual
+backbone + head, and evaluate/predict do not know the difference.
+
+Not cached: a partly frozen backbone (its trainable part still changes every step, and
+graphs such as InceptionResNetV2's cannot be cut at an arbitrary layer index), any
+augmentation (the backbone then sees different pixels every epoch), and backbones with
+layers that are random while training (EfficientNet's stochastic depth), whose training
+output is not the cached inference output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from stages.files import atomic_path, main_workspace, write_json
+from stages.images import sha256_file
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = Path(".cache/features")
+# Bump when what is stored changes, so old files are never read as new ones.
+CACHE_FORMAT = 1
+# Rows per forward pass while computing features: fixed, so the cache does not depend on train.batch_size.
+FEATURE_BATCH = 64
+POOL_LAYER = "pool"
+HEAD_LAYERS = ("dropout", "artist")
+_RANDOM_LAYERS = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+                  keras.layers.AlphaDropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
+                  keras.layers.SpatialDropout3D)
+
+
+def cache_dir(root: Optional[Path] = None) -> Path:
+    """``<main workspace>/.cache/features``: one folder for the workspace and its queued experiments."""
+    return (root or main_workspace()) / CACHE_DIR
+
+
+def skip_reason(mode: str, backbone: keras.Model, frozen: int, augmentation: Sequence[keras.layers.Layer]) -> Optional[str]:
+    """Why the features cannot be cached for this run, or ``None`` when they can."""
+    if mode == "off":
+        return "train.feature_cache is off"
+    if frozen < len(backbone.layers):
+        return (f"only {frozen} of {len(backbone.layers)} backbone layers are frozen; "
+                "set model.frozen_layers to all")
+    if augmentation:
+        names = ", ".join(layer.name for layer in augmentation)
+        return f"augmentation ({names}) changes the backbone's input every epoch; turn it off to cache"
+    random = [layer.name for layer in backbone._flatten_layers(include_self=False) if isinstance(layer, _RANDOM_LAYERS)]
+    if random:
+        return f"{backbone.name} has layers that are random while training ({random[0]}, ...)"
+    return None
+
+
+def weights_identity(weights: Optional[str], seed: int) -> str:
+    """What fixes the backbone's weights: the file's sha256, ``imagenet``, or the seed of a random init."""
+    if weights is None:
+        return f"random:{seed}"
+    if weights == "imagenet":
+        return f"imagenet:keras-{keras.__version__}"
+    return f"file:{sha256_file(weights)}"
+
+
+def cache_key(parts: dict) -> str:
+    """A short hash of everything the features depend on (``parts`` is JSON-serialisable)."""
+    text = json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def data_identity(paths: Sequence[Path]) -> str:
+    """The sha256 of the given files (the resized array and its table), together."""
+    return hashlib.sha256("".join(sha256_file(p) for p in paths).encode("ascii")).hexdigest()
+
+
+def compute_features(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """The pooled backbone output (the head's input) of every row of ``images``, as float32."""
+    extractor = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output, name="features")
+    width = int(extractor.output.shape[-1])
+    out = np.empty((len(images), width), dtype=np.float32)
+    # One compiled function, fed batch by batch from the memory map: memory holds one batch of pixels.
+    forward = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
+    for start in tqdm(range(0, len(images), FEATURE_BATCH), desc="backbone features", unit="batch"):
+        batch = np.asarray(images[start:start + FEATURE_BATCH])
+        out[start:start + len(batch)] = keras.ops.convert_to_numpy(forward(batch)).astype(np.float32)
+    return out
+
+
+def features_for(model: keras.Model, images: np.ndarray, parts: dict, root: Optional[Path] = None) -> tuple[np.ndarray, bool]:
+    """The cached features for ``parts`` (see :func:`cache_key`), computed and stored on a miss.
+
+    Returns ``(features, hit)``.
+    """
+    folder = cache_dir(root)
+    key = cache_key(parts)
+    path = folder / f"{key}.npy"
+    if path.is_file():
+        try:
+            cached = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:  # a damaged file is recomputed, never trusted
+            log.warning("feature cache %s unreadable (%s); computing again", path, exc)
+        else:
+            if cached.shape[0] == len(images):
+                log.info("feature cache hit: %s", path)
+                return cached, True
+    log.info("feature cache miss: computing %d rows into %s", len(images), path)
+    features = compute_features(model, images)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        np.save(tmp, features, allow_pickle=False)
+    write_json(folder / f"{key}.json", {"format": CACHE_FORMAT, **parts, "shape": list(features.shape)})
+    return features, False
+
+
+def head_model(model: keras.Model) -> keras.Model:
+    """Features -> the full model's own dropout and softmax layers: training it trains ``model``'s head."""
+    width = int(model.get_layer(POOL_LAYER).output.shape[-1])
+    x = inputs = keras.Input((width,), name="features")
+    for name in HEAD_LAYERS:
+        x = model.get_layer(name)(x)
+    return keras.Model(inputs, x, name=f"{model.name}_head")
