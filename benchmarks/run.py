@@ -35,15 +35,15 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 import psutil
-import yaml
 from PIL import Image, ImageOps
+
+from tests.project import make_project, run, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SAMPLE = SHARED / "artworks-sample"
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
 RESULTS = REPO / "benchmarks" / "results.json"
-PROJECT_FILES = ["stages", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
 SECTIONS = ("resize", "train", "sweep", "dvc", "memory")
 
 log = logging.getLogger("benchmarks")
@@ -113,13 +113,6 @@ def source_images(work: Path, cfg: Config) -> tuple[list[tuple[str, str]], str]:
     if cfg.images:
         pairs = pairs[:: max(1, len(pairs) // cfg.images)][: cfg.images]
     return pairs, origin
-
-
-def write_params(root: Path, overrides: dict) -> None:
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    for section, values in overrides.items():
-        params.setdefault(section, {}).update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
 def write_table(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -296,40 +289,12 @@ def bench_sweep(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
 
 # ---------------------------------------------------------------- 4. dvc
 
-def run(cmd: list[str], cwd: Path, env: Optional[dict] = None) -> subprocess.CompletedProcess:
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PATH": path, **(env or {})})
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return proc
-
-
-def fresh_project(dest: Path, overrides: Optional[dict] = None) -> Path:
-    """A git + DVC repository holding a copy of the project, as after a fresh clone."""
-    dest.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    if overrides:
-        write_params(dest, overrides)
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "bench@example.com"],
-                ["git", "config", "user.name", "bench"], [sys.executable, "-m", "dvc", "init", "-q"],
-                [sys.executable, "-m", "dvc", "config", "core.analytics", "false"], ["git", "add", "-A"],
-                ["git", "commit", "-q", "-m", "project"]):
-        run(cmd, dest)
-    return dest
-
-
 def bench_dvc(work: Path, cfg: Config) -> dict:
-    project = fresh_project(work / "dvc", None if cfg.e2e else TINY_PIPELINE)
+    project = make_project(work / "dvc", None if cfg.e2e else TINY_PIPELINE)
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     repro = [sys.executable, "-m", "dvc", "repro"]
-    end_to_end = timed(lambda: run(repro, project, env))
-    noop = [timed(lambda: run(repro, project, env)) for _ in range(cfg.repeats)]
+    end_to_end = timed(lambda: run(repro, project, env=env))
+    noop = [timed(lambda: run(repro, project, env=env)) for _ in range(cfg.repeats)]
     return {"pipeline": "default params.yaml" if cfg.e2e else "tiny params (smoke run)",
             "end_to_end_s": spread([end_to_end]), "noop_s": spread(noop), "target": "no-op < 5 s"}
 

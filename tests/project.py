@@ -1,0 +1,73 @@
+"""Temporary copies of the project as real git + DVC repositories, for tests and benchmarks.
+
+No pytest here and no side effects on import, so ``benchmarks/`` can use it too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_params(root: Path, overrides: dict[str, dict]) -> Path:
+    """Write ``root/params.yaml``: the project's defaults with ``overrides`` merged per section."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    for section, values in overrides.items():
+        params.setdefault(section, {}).update(values)
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a command, returning its output; on an unexpected failure show what it printed."""
+    # DVC runs stage commands as `python -m ...`: that must be this interpreter.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    full_env = {**os.environ, "PATH": path, **(env or {})}
+    # A value of None in ``env`` removes that variable.
+    full_env = {key: value for key, value in full_env.items() if value is not None}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def run_stage(name: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m stages.<name>`` in ``cwd`` the way DVC does."""
+    return run([sys.executable, "-m", f"stages.{name}"], cwd, check=check, env={"PYTHONPATH": str(REPO_ROOT), **(env or {})})
+
+
+def dvc(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``dvc`` CLI of this environment in ``cwd``."""
+    return run([sys.executable, "-m", "dvc", *args], cwd, check=check, env=env)
+
+
+PROJECT_FILES = ["stages", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
+
+
+def make_project(dest: Path, overrides: dict[str, dict] | None = None) -> Path:
+    """A fresh git + DVC repository holding a copy of the project's code and pipeline."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = REPO_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    if overrides:
+        write_params(dest, overrides)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    run(["git", "config", "user.email", "tests@example.com"], dest)
+    run(["git", "config", "user.name", "tests"], dest)
+    dvc(dest, "init", "-q")
+    dvc(dest, "config", "core.analytics", "false")
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "project"], dest)
+    return dest
