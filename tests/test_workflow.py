@@ -179,3 +179,12 @@ def test_mlflow_server_serves_the_runs_over_rest(workflow):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.mark.slow
+def test_plots_show_draws_curves_per_artist_f1_confusion_and_images(workflow):
+    project, _ = workflow
+    shown = json.loads(dvc(project, "plots", "show", "--json", env=ENV).stdout)["data"]
+    # Exactly the declared plots: the CSVs are drawn only by the top-level definitions.
+    assert sorted(shown) == sorted(["Training accuracy", "Training loss", "Per-artist F1 on the test split",
+                                    "Confusion matrix", "metrics/confusion.png", "metrics/misclassified.png"])
