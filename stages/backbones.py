@@ -20,7 +20,7 @@ from typing import Optional, Union
 
 import keras
 
-from stages.errors import PipelineError
+from stages.errors import PipelineError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -211,14 +211,14 @@ def build_backbone(entry: Backbone, size: int, weights: Optional[str], alpha: fl
         what = f"model.weights {weights}" if weights not in (None, "imagenet") else "these params"
         raise PipelineError(
             f"params.yaml: {entry.name} cannot be built with {what} (size {size}, alpha {alpha}): "
-            f"{_first_line(exc)}"
+            f"{first_line(exc)}"
         ) from None
     except Exception as exc:
         # keras.utils.get_file raises a bare Exception when the download fails.
         if weights == "imagenet" and ("URL fetch failure" in str(exc) or isinstance(exc, OSError)):
             raise _download_failure(entry, exc) from None
         if isinstance(exc, OSError):
-            raise PipelineError(f"params.yaml: model.weights {weights} cannot be read: {_first_line(exc)}") from None
+            raise PipelineError(f"params.yaml: model.weights {weights} cannot be read: {first_line(exc)}") from None
         raise
     if weights is None:
         _track_batch_statistics(backbone)
@@ -240,13 +240,8 @@ def _load_weights(backbone: keras.Model, entry: Backbone, weights: str) -> None:
         backbone.load_weights(weights)
     except (ValueError, OSError) as exc:
         raise PipelineError(
-            f"params.yaml: model.weights {weights} does not fit {entry.name}: {_first_line(exc)}"
+            f"params.yaml: model.weights {weights} does not fit {entry.name}: {first_line(exc)}"
         ) from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def freeze(backbone: keras.Model, frozen_layers: Union[int, str]) -> int:

@@ -21,7 +21,7 @@ import mlflow
 from mlflow.entities import Run
 
 from stages import tracking
-from stages.errors import PipelineError, run_stage
+from stages.errors import PipelineError, first_line, run_stage
 from stages.params import load_section
 
 
@@ -80,7 +80,7 @@ def fetch_runs(uri: str, experiment: str) -> list[Run]:
             return []
         return list(client.search_runs([found.experiment_id], max_results=50_000))
     except Exception as exc:  # MLflow raises many types for a missing or broken store
-        raise PipelineError(f"cannot read MLflow store {uri}: {str(exc).splitlines()[0]}") from None
+        raise PipelineError(f"cannot read MLflow store {uri}: {first_line(exc)}") from None
 
 
 def select(runs: Sequence[Run], where: dict[str, str], sort: str, ascending: bool = False,

@@ -19,6 +19,12 @@ class PipelineError(Exception):
     """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _raise_interrupt(signum, frame) -> NoReturn:
     # Turning SIGTERM into KeyboardInterrupt lets the same ``finally`` blocks that clean
     # up after Ctrl-C remove temporary outputs when DVC or a scheduler kills the stage.

@@ -24,7 +24,7 @@ from filelock import FileLock, Timeout
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 
-from stages.errors import PipelineError
+from stages.errors import PipelineError, first_line
 from stages.sources import redact_url
 from stages.files import git_output, main_workspace
 from stages.params import MlflowParams
@@ -137,7 +137,7 @@ def prepare_store(params: MlflowParams, cwd: Optional[Path] = None) -> tuple[str
     except Timeout:
         raise PipelineError(f"MLflow store {db}: locked by another process for {LOCK_TIMEOUT_S}s; try again") from None
     except Exception as exc:  # MLflow, SQLAlchemy and requests all raise their own types
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        reason = first_line(exc)[:300]
         if db is not None and "database is locked" in reason:
             # SQLite gave up waiting (its busy timeout) for another process's write transaction.
             raise PipelineError(

@@ -25,7 +25,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from stages import dataset, features, scaling, tracking
 from stages.backbones import (Backbone, Preprocess, build_backbone, check_size, freeze, get_backbone,
                               resolve_weights)
-from stages.errors import run_stage
+from stages.errors import first_line, run_stage
 from stages.files import atomic_path, ensure_writable_dir, main_workspace, write_csv, write_json
 from stages.params import PARAMS_FILE, ModelParams, TrainParams, load_all
 
@@ -121,7 +121,7 @@ class EpochLog(keras.callbacks.Callback):
         try:
             tracking.log_metrics(self.client, self.run_id, row, step=epoch + 1)
         except Exception as exc:  # a busy store must not cost hours of training; history.csv has it all
-            log.warning("MLflow: epoch %d metrics not logged (%s)", epoch + 1, str(exc).splitlines()[0][:200])
+            log.warning("MLflow: epoch %d metrics not logged (%s)", epoch + 1, first_line(exc)[:200])
 
 
 def summarize(rows: list[dict[str, float]], seconds: float, model: keras.Model, backbone: keras.Model,

@@ -72,3 +72,10 @@ def test_stage_reports_a_param_typo_in_one_line_without_traceback(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert lines[-1] == "error: split: params.yaml: unknown key split.tset_size; did you mean split.test_size?"
     assert "Traceback" not in proc.stderr
+
+
+def test_first_line_of_an_error_never_fails_on_an_empty_message():
+    from stages.errors import first_line
+
+    assert first_line(ValueError("bad weights\nsecond line")) == "bad weights"
+    assert first_line(OSError()) == "OSError"
