@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import keras
 
@@ -262,3 +262,26 @@ def freeze(backbone: keras.Model, frozen_layers: Union[int, str]) -> int:
     for layer in backbone.layers[:frozen_layers]:
         layer.trainable = False
     return frozen_layers
+
+
+def with_pooled_layers(backbone: keras.Model, names: Sequence[str]) -> keras.Model:
+    """``backbone`` with the outputs of the layers ``names`` as extra outputs (same layers, same weights).
+
+    A painter's hand shows in textures and strokes as much as in objects: mid-level feature
+    maps carry that, and the head pools them beside the last one (``model.pooled_layers``).
+    """
+    if not names:
+        return backbone
+    known = [layer.name for layer in backbone.layers]
+    outputs = [backbone.output]
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"its last layers are {', '.join(known[-3:])}"
+            raise PipelineError(f"params.yaml: model.pooled_layers names {name!r}, which {backbone.name} does not have; {hint}")
+        output = backbone.get_layer(name).output
+        if len(output.shape) != 4:
+            raise PipelineError(f"params.yaml: model.pooled_layers: {backbone.name} layer {name!r} does not output a "
+                                "feature map (height, width, channels); pick a convolution or activation layer")
+        outputs.append(output)
+    return keras.Model(backbone.inputs, outputs, name=backbone.name)

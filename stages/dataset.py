@@ -151,8 +151,10 @@ def validation_split(split: Split, fraction: float, seed: int) -> tuple[np.ndarr
 
     Rows are grouped by original (``source or path``), so an oversampled copy always sits on
     the same side as the painting it was made from. Artists with a single original keep it
-    for training.
+    for training. ``fraction`` 0 holds nothing out (every row trains).
     """
+    if fraction == 0:
+        return np.arange(len(split.paths)), np.array([], dtype=np.int64)
     groups = split.groups()
     artist_of: dict[str, str] = {}
     for group, artist in zip(groups, split.artists):

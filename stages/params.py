@@ -147,7 +147,9 @@ class ModelParams:
     weights: Optional[str] = None
     frozen_layers: Union[int, str] = 0
     alpha: float = 1.0
+    pooled_layers: tuple[str, ...] = ()
     dropout: float = 0.3
+    l2: float = 0.0
 
     def validate(self) -> None:
         s = "model"
@@ -160,6 +162,10 @@ class ModelParams:
             _check_range(s, "frozen_layers", self.frozen_layers, 0)
         _check_range(s, "alpha", self.alpha, 0, 1.4, low_open=True)
         _check_range(s, "dropout", self.dropout, 0, 1, high_open=True)
+        _check_range(s, "l2", self.l2, 0)
+        if len(set(self.pooled_layers)) != len(self.pooled_layers):
+            raise PipelineError(f"params.yaml: model.pooled_layers {list(self.pooled_layers)} names a layer twice; "
+                                "list each layer once")
 
 
 @dataclass(frozen=True)
@@ -195,7 +201,7 @@ class TrainParams:
         _check_range(s, "batch_size", self.batch_size, 1)
         _check_range(s, "epochs", self.epochs, 1)
         _check_choice(s, "class_weight", self.class_weight, ["balanced", "none"])
-        _check_range(s, "validation_split", self.validation_split, 0, 0.5, low_open=True, high_open=True)
+        _check_range(s, "validation_split", self.validation_split, 0, 0.5, high_open=True)
         _check_range(s, "early_stopping_patience", self.early_stopping_patience, 1)
         _check_range(s, "reduce_lr_patience", self.reduce_lr_patience, 1)
         _check_range(s, "reduce_lr_factor", self.reduce_lr_factor, 0, 1, low_open=True, high_open=True)
@@ -248,6 +254,8 @@ SECTIONS: dict[str, type] = {
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is tuple:
+        return "a list of strings"
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
     args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
     return " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in args)
@@ -268,6 +276,13 @@ def _coerce(section: str, name: str, value: Any, tp: Any) -> Any:
             except PipelineError:
                 continue
         raise PipelineError(f"params.yaml: {section}.{name} is {value!r}; it must be {_type_name(tp)}")
+    if origin is tuple:  # a YAML list of strings, e.g. model.pooled_layers
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise PipelineError(f"params.yaml: {section}.{name} is {value!r}; it must be {_type_name(tp)}, "
+                                "e.g. [conv_pw_11_relu, conv_pw_12_relu]")
+        return tuple(value)
     ok = (
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))
@@ -343,7 +358,8 @@ class Params:
         out = {}
         for section in SECTIONS:
             for key, value in dataclasses.asdict(getattr(self, section)).items():
-                out[f"{section}.{key}"] = value
+                # MLflow shows a list param as text: written as in params.yaml, not as "('a', 'b')".
+                out[f"{section}.{key}"] = f"[{', '.join(value)}]" if isinstance(value, tuple) else value
         return out
 
 

@@ -24,7 +24,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from stages import dataset, features, scaling, tracking
 from stages.backbones import (Backbone, Preprocess, build_backbone, check_size, freeze, get_backbone,
-                              resolve_weights)
+                              resolve_weights, with_pooled_layers)
 from stages.errors import first_line, run_stage
 from stages.files import atomic_path, ensure_writable_dir, main_workspace, write_csv, write_json
 from stages.params import PARAMS_FILE, ModelParams, TrainParams, load_all
@@ -57,7 +57,8 @@ def build_model(entry: Backbone, size: int, n_classes: int, model_params: ModelP
                 train_params: TrainParams, root: Optional[Path] = None) -> tuple[keras.Model, keras.Model, int]:
     """Input -> augmentation -> :class:`Preprocess` -> backbone -> pooling, dropout, softmax.
 
-    Returns ``(model, backbone, frozen)`` where ``frozen`` is the resolved
+    With ``model.pooled_layers`` the layer named ``pool`` concatenates the average-pooled
+    outputs of those backbone layers and of its last one. Returns ``(model, backbone, frozen)`` where ``frozen`` is the resolved
     ``model.frozen_layers``.
     """
     # A relative weights path means the same file in a queued experiment's copy of the repo.
@@ -69,10 +70,16 @@ def build_model(entry: Backbone, size: int, n_classes: int, model_params: ModelP
     for layer in augmentation_layers(train_params):
         x = layer(x)
     x = Preprocess(entry.preprocess, name="preprocess")(x)
-    x = backbone(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    maps = with_pooled_layers(backbone, model_params.pooled_layers)(x)
+    if model_params.pooled_layers:
+        pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_{i}")(m) for i, m in enumerate(maps)]
+        x = keras.layers.Concatenate(name="pool")(pooled)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(maps)
     x = keras.layers.Dropout(model_params.dropout, seed=train_params.seed, name="dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="artist")(x)
+    l2 = keras.regularizers.L2(model_params.l2) if model_params.l2 else None
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", kernel_regularizer=l2,
+                                 name="artist")(x)
     return keras.Model(inputs, outputs, name=f"{entry.name}_painter"), backbone, frozen
 
 
@@ -118,22 +125,37 @@ class EpochLog(keras.callbacks.Callback):
         row = {key: float(logs.get(key, float("nan"))) for key in HISTORY_COLUMNS[1:-1]}
         row["learning_rate"] = round(lr, 10)  # float32 noise: 0.0010000000474974513
         self.rows.append({"epoch": epoch + 1, **row})
-        try:
-            tracking.log_metrics(self.client, self.run_id, row, step=epoch + 1)
+        try:  # without a validation set there is no val_*: nothing to chart in MLflow
+            tracking.log_metrics(self.client, self.run_id, {k: v for k, v in row.items() if not math.isnan(v)},
+                                 step=epoch + 1)
         except Exception as exc:  # a busy store must not cost hours of training; history.csv has it all
             log.warning("MLflow: epoch %d metrics not logged (%s)", epoch + 1, first_line(exc)[:200])
 
 
+def monitored(rows: list[dict[str, float]]) -> str:
+    """The loss early stopping watched: ``val_loss``, or ``loss`` when there was no validation set."""
+    return "val_loss" if any(not math.isnan(row["val_loss"]) for row in rows) else "loss"
+
+
 def summarize(rows: list[dict[str, float]], seconds: float, model: keras.Model, backbone: keras.Model,
               frozen: int) -> dict:
-    """``metrics/train.json``: the best epoch (lowest val_loss, whose weights are kept) and the model size."""
-    val_loss = np.array([row["val_loss"] for row in rows], dtype=float)
-    best = int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else len(rows) - 1
+    """``metrics/train.json``: the best epoch (whose weights are kept) and the model size.
+
+    The best epoch has the lowest val_loss, or the lowest training loss when nothing is held
+    out for validation (``train.validation_split: 0``; the val_* metrics are then null).
+    """
+    monitor = monitored(rows)
+    losses = np.array([row[monitor] for row in rows], dtype=float)
+    best = int(np.nanargmin(losses)) if np.isfinite(losses).any() else len(rows) - 1
+
+    def finite(value: float) -> Optional[float]:
+        return None if math.isnan(value) else value
+
     return {
         "best_epoch": best + 1,
         "epochs_run": len(rows),
-        "best_val_accuracy": rows[best]["val_accuracy"],
-        "best_val_loss": rows[best]["val_loss"],
+        "best_val_accuracy": finite(rows[best]["val_accuracy"]),
+        "best_val_loss": finite(rows[best]["val_loss"]),
         "train_seconds": round(seconds, 1),
         "trainable_params": count_params(model.trainable_weights),
         "frozen_params": count_params(model.non_trainable_weights),
@@ -162,6 +184,7 @@ def training_inputs(entry: Backbone, model: keras.Model, backbone: keras.Model, 
         "weights": features.weights_identity(weights, train_params.seed),
         "size": data.size,
         "frozen_layers": frozen,
+        "pooled_layers": list(model_params.pooled_layers),
         "precision": train_params.precision,
         "data": features.data_identity([dataset.RESIZED_DIR / "train.npy", dataset.RESIZED_DIR / "train.csv"]),
     }
@@ -204,7 +227,9 @@ def main() -> None:
                           metrics=["accuracy"], jit_compile=train_params.jit_compile)
 
     train_ds = dataset.make_dataset(x, y, train_idx, train_params.batch_size, seed=train_params.seed)
-    val_ds = dataset.make_dataset(x, y, val_idx, train_params.batch_size)
+    # Without a validation set (train.validation_split: 0) the callbacks watch the training loss.
+    val_ds = dataset.make_dataset(x, y, val_idx, train_params.batch_size) if len(val_idx) else None
+    monitor = "val_loss" if val_ds is not None else "loss"
     client = mlflow.MlflowClient(uri)
     name = tracking.run_name(entry.name, frozen)
     with tracking.start_run(client, experiment_id, name, tracking.run_tags()) as run_id:
@@ -219,9 +244,9 @@ def main() -> None:
         epoch_log = EpochLog(client, run_id)
         callbacks = [
             epoch_log,
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=train_params.early_stopping_patience,
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=train_params.early_stopping_patience,
                                           restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=train_params.reduce_lr_factor,
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=train_params.reduce_lr_factor,
                                               patience=train_params.reduce_lr_patience,
                                               min_lr=train_params.min_learning_rate),
         ]
@@ -230,8 +255,10 @@ def main() -> None:
                       class_weight=class_weights(y[train_idx], len(labels), train_params.class_weight),
                       callbacks=callbacks, verbose=2)
         summary = summarize(epoch_log.rows, time.monotonic() - start, model, backbone, frozen)
-        log.info("best epoch %d of %d: val_accuracy %.3f, val_loss %.3f", summary["best_epoch"],
-                 summary["epochs_run"], summary["best_val_accuracy"], summary["best_val_loss"])
+        best = epoch_log.rows[summary["best_epoch"] - 1]
+        log.info("best epoch %d of %d: %s", summary["best_epoch"], summary["epochs_run"],
+                 ", ".join(f"{k} {best[k]:.3f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                           if not math.isnan(best[k])))
 
         with atomic_path(MODEL_FILE) as tmp:
             # Same layers, not compiled: the file holds no optimizer state (3x the weights with Adam).
@@ -240,7 +267,7 @@ def main() -> None:
         write_json(dataset.PREPROCESSING_FILE, {"size": data.size, "mode": params.resize.mode})
         write_csv(HISTORY, HISTORY_COLUMNS, ([row[c] for c in HISTORY_COLUMNS] for row in epoch_log.rows))
         write_json(TRAIN_METRICS, summary)
-        tracking.log_metrics(client, run_id, {f"train.{k}": v for k, v in summary.items()})
+        tracking.log_metrics(client, run_id, {f"train.{k}": v for k, v in summary.items() if v is not None})
         tracking.log_artifacts(client, run_id, [PARAMS_FILE, HISTORY, dataset.LABELS_FILE,
                                                   dataset.PREPROCESSING_FILE])
         if params.mlflow.log_model:

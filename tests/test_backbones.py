@@ -16,6 +16,7 @@ from stages.backbones import (
     freeze,
     get_backbone,
     resolve_weights,
+    with_pooled_layers,
 )
 from stages.errors import PipelineError
 
@@ -139,3 +140,20 @@ def test_weights_file_of_another_architecture_is_one_line_error(mobilenet_weight
     with pytest.raises(PipelineError) as info:
         build_backbone(BACKBONES["MobileNet"], 32, str(mobilenet_weights), alpha=0.5)
     assert "\n" not in str(info.value) and "MobileNet" in str(info.value)
+
+
+def test_pooled_layers_must_exist_and_output_feature_maps():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv_a")(inputs)
+    x = keras.layers.Conv2D(8, 3, name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    backbone = keras.Model(inputs, keras.layers.Reshape((1, 1, 8), name="last")(x))
+
+    tapped = with_pooled_layers(backbone, ["conv_a"])
+    assert [tuple(out.shape[1:]) for out in tapped.outputs] == [(1, 1, 8), (14, 14, 4)]
+    assert tapped.get_layer("conv_a") is backbone.get_layer("conv_a")  # the same weights, not a copy
+    assert with_pooled_layers(backbone, []) is backbone
+    with pytest.raises(PipelineError, match="does not have; did you mean conv_a"):
+        with_pooled_layers(backbone, ["conv_aa"])
+    with pytest.raises(PipelineError, match="'gap' does not output a feature map"):
+        with_pooled_layers(backbone, ["gap"])

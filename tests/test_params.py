@@ -38,6 +38,10 @@ def test_project_params_file_is_valid_and_complete():
         ("data", {"source": "url", "url": "ftp://x"}, "http(s)"),
         ("resize", {"mode": "squash"}, "pad, crop, stretch"),
         ("oversample", {"strategy": "smote"}, "min_count, match_largest, none"),
+        ("model", {"pooled_layers": "conv_pw_11_relu"}, "model.pooled_layers is 'conv_pw_11_relu'; it must be a list"),
+        ("model", {"pooled_layers": ["a", 3]}, "must be a list of strings"),
+        ("model", {"pooled_layers": ["a", "a"]}, "names a layer twice"),
+        ("model", {"l2": -0.1}, "model.l2 is -0.1"),
     ],
 )
 def test_bad_values_raise_one_line_errors_naming_the_param(section, raw, expected):
@@ -54,6 +58,12 @@ def test_types_are_coerced_and_defaults_filled():
     assert parse_section("model", {"frozen_layers": 600}).frozen_layers == 600
     assert parse_section("data", {"top_n": None}).top_n is None
     assert Params().flat()["train.optimizer"] == "adam"
+    pooled = parse_section("model", {"pooled_layers": ["conv_pw_5_relu", "conv_pw_11_relu"], "l2": 0})
+    assert pooled.pooled_layers == ("conv_pw_5_relu", "conv_pw_11_relu") and pooled.l2 == 0.0
+    assert parse_section("model", {"pooled_layers": None}).pooled_layers == ()
+    # MLflow shows the list as params.yaml writes it
+    assert Params(model=pooled).flat()["model.pooled_layers"] == "[conv_pw_5_relu, conv_pw_11_relu]"
+    assert Params().flat()["model.pooled_layers"] == "[]"
 
 
 def test_unknown_section_and_broken_yaml(tmp_path):

@@ -63,6 +63,27 @@ def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch)
     assert not [p for p in Path("models").iterdir() if p.name.startswith(".")]  # no temporaries left
 
 
+def test_validation_split_zero_trains_on_every_row_and_stops_on_training_loss(tmp_path, resized_dataset,
+                                                                              monkeypatch):
+    db = setup_project(tmp_path, monkeypatch, {"train": {"epochs": 3, "validation_split": 0}})
+    train.main()
+
+    summary = json.loads(Path("metrics/train.json").read_text())
+    assert summary["best_val_accuracy"] is None and summary["best_val_loss"] is None
+    history = read_rows(Path("metrics/history.csv"))
+    losses = [float(row["loss"]) for row in history]
+    assert summary["best_epoch"] == 1 + losses.index(min(losses)) and summary["epochs_run"] == 3
+    assert all(row["val_loss"] == "nan" for row in history)
+    import mlflow
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    run = client.search_runs(["1"])[0]
+    assert "val_loss" not in run.data.metrics and "train.best_val_loss" not in run.data.metrics
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 3
+    split = dataset.load_split("train")
+    train_idx, val_idx = dataset.validation_split(split, 0, seed=1)
+    assert sorted(train_idx) == list(range(len(split.paths))) and len(val_idx) == 0
+
+
 def test_same_seed_trains_the_same_model(tmp_path, resized_dataset, monkeypatch):
     setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}})
     train.main()
@@ -92,6 +113,39 @@ def test_frozen_layers_keep_their_weights_and_batchnorm_statistics(tmp_path, res
     assert all(c for c, w in zip(changed[40:], with_weights[40:]) if w)  # the rest learned
     bn_after = [i for i, layer in enumerate(original.layers) if isinstance(layer, keras.layers.BatchNormalization)]
     assert any(i < 40 for i in bn_after) and any(changed[i] for i in bn_after if i >= 40)
+
+
+def test_pooled_layers_and_l2_shape_the_head_and_are_recorded(tmp_path, resized_dataset, monkeypatch,
+                                                              mobilenet_weights):
+    pooled = ["conv_pw_5_relu", "conv_pw_11_relu"]
+    db = setup_project(tmp_path, monkeypatch, {
+        "model": {**MOBILENET["model"], "weights": str(mobilenet_weights), "frozen_layers": "all",
+                  "pooled_layers": pooled, "l2": 0.01},
+        "train": {"epochs": 2, "flip": False}})
+    train.main()
+
+    model = dataset.load_model("models/model.keras")
+    # MobileNet alpha 0.25: 256 channels at the end, 64 after block 5, 128 after block 11
+    assert model.get_layer("pool").output.shape[-1] == 256 + 64 + 128
+    regularizer = model.get_layer("artist").kernel_regularizer
+    assert isinstance(regularizer, keras.regularizers.L2) and regularizer.l2 == pytest.approx(0.01)
+    probabilities = model.predict(np.zeros((2, 32, 32, 3), np.uint8), verbose=0)
+    assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    import mlflow
+    params = mlflow.MlflowClient(f"sqlite:///{db}").search_runs(["1"])[0].data.params
+    assert params["model.pooled_layers"] == "[conv_pw_5_relu, conv_pw_11_relu]" and params["model.l2"] == "0.01"
+    assert params["train.feature_cache_used"] == "miss"  # the concatenated features are cached like a single pool
+
+
+def test_unknown_pooled_layer_exits_2_with_a_suggestion(tmp_path, resized_dataset):
+    write_params(tmp_path, {**MOBILENET, "model": {**MOBILENET["model"], "pooled_layers": ["conv_pw_11_rel"]},
+                            "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+    proc = run_stage("train", tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "model.pooled_layers names 'conv_pw_11_rel'" in last and "did you mean conv_pw_11_relu?" in last
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "models" / "model.keras").exists()
 
 
 def test_frozen_layers_beyond_the_backbone_exit_2_naming_the_count(tmp_path, resized_dataset):
