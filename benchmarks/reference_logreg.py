@@ -43,9 +43,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True, help="MobileNet alpha 0.25 no-top ImageNet weights (.h5)")
     parser.add_argument("--alpha", type=float, default=0.25)
+    parser.add_argument("--size", type=int, default=224, help="image side the reference is measured at")
     args = parser.parse_args()
 
     train, test = dataset.load_split("train"), dataset.load_split("test")
+    if train.size != args.size:
+        raise SystemExit(f"data/resized holds {train.size} px images; the reference is defined at {args.size} px: "
+                         f"run `dvc repro resize` with resize.size={args.size} first (or pass --size {train.size})")
     originals = np.array([not source for source in train.sources])
     labels = dataset.class_names(train.artists)
     y_train = dataset.encode(train.artists, labels, "train")[originals]
