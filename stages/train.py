@@ -58,8 +58,8 @@ def build_model(entry: Backbone, size: int, n_classes: int, model_params: ModelP
     """Input -> augmentation -> :class:`Preprocess` -> backbone -> pooling, dropout, softmax.
 
     With ``model.pooled_layers`` the layer named ``pool`` concatenates the average-pooled
-    outputs of those backbone layers and of its last one. Returns ``(model, backbone, frozen)`` where ``frozen`` is the resolved
-    ``model.frozen_layers``.
+    outputs of those backbone layers and of its last one. Returns ``(model, backbone, frozen)``
+    where ``frozen`` is the resolved ``model.frozen_layers``.
     """
     # A relative weights path means the same file in a queued experiment's copy of the repo.
     weights = resolve_weights(model_params.weights, (root or main_workspace()).absolute())
@@ -132,19 +132,13 @@ class EpochLog(keras.callbacks.Callback):
             log.warning("MLflow: epoch %d metrics not logged (%s)", epoch + 1, first_line(exc)[:200])
 
 
-def monitored(rows: list[dict[str, float]]) -> str:
-    """The loss early stopping watched: ``val_loss``, or ``loss`` when there was no validation set."""
-    return "val_loss" if any(not math.isnan(row["val_loss"]) for row in rows) else "loss"
-
-
 def summarize(rows: list[dict[str, float]], seconds: float, model: keras.Model, backbone: keras.Model,
-              frozen: int) -> dict:
+              frozen: int, monitor: str = "val_loss") -> dict:
     """``metrics/train.json``: the best epoch (whose weights are kept) and the model size.
 
-    The best epoch has the lowest val_loss, or the lowest training loss when nothing is held
+    The best epoch has the lowest ``monitor``: ``val_loss``, or ``loss`` when nothing is held
     out for validation (``train.validation_split: 0``; the val_* metrics are then null).
     """
-    monitor = monitored(rows)
     losses = np.array([row[monitor] for row in rows], dtype=float)
     best = int(np.nanargmin(losses)) if np.isfinite(losses).any() else len(rows) - 1
 
@@ -254,7 +248,7 @@ def main() -> None:
         fit_model.fit(train_ds, validation_data=val_ds, epochs=train_params.epochs, shuffle=False,
                       class_weight=class_weights(y[train_idx], len(labels), train_params.class_weight),
                       callbacks=callbacks, verbose=2)
-        summary = summarize(epoch_log.rows, time.monotonic() - start, model, backbone, frozen)
+        summary = summarize(epoch_log.rows, time.monotonic() - start, model, backbone, frozen, monitor)
         best = epoch_log.rows[summary["best_epoch"] - 1]
         log.info("best epoch %d of %d: %s", summary["best_epoch"], summary["epochs_run"],
                  ", ".join(f"{k} {best[k]:.3f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
