@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import os
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +104,26 @@ def make_resized_dataset(root: Path, artists=("Ann", "Bob", "Cy"), n_train=24, n
 def resized_dataset(tmp_path: Path) -> Path:
     """``tmp_path/data/resized`` with three artists, 24 train and 9 test images of 32 px."""
     return make_resized_dataset(tmp_path)
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    """Serves a folder without logging every request to stderr."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(root: Path, handler: type[SimpleHTTPRequestHandler] = QuietHandler) -> Iterator[ThreadingHTTPServer]:
+    """A local HTTP server (127.0.0.1, free port, from a thread) serving ``root`` while the block runs."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # Re-exported so test modules keep importing them from here.

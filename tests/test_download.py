@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import shutil
-import threading
 import unicodedata
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import make_raw_dataset, painting, run_stage, write_params
+from tests.conftest import make_raw_dataset, painting, run_stage, serve_folder, write_params
 
 from stages.download import artist_key, main, select_artists
 from stages.errors import PipelineError
@@ -207,22 +204,13 @@ def test_shared_sample(tmp_path, monkeypatch, shared_sample):
     assert (raw / "images" / DURER_NFC).is_dir() and not (raw / "images" / "Albrecht_Durer").exists()
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def web(tmp_path):
     """A local HTTP server (127.0.0.1, from a thread) serving ``tmp_path/www``; yields (folder, base URL)."""
     root = tmp_path / "www"
     root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(root) as server:
+        yield root, f"http://127.0.0.1:{server.server_port}"
 
 
 @pytest.mark.parametrize("fmt, suffix", [("zip", ".zip"), ("gztar", ".tar.gz")])

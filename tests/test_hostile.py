@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import functools
 import hashlib
 import os
 import re
@@ -17,11 +16,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +34,8 @@ from stages.params import MlflowParams
 from stages.tracking import prepare_store
 from tests import badfiles
 from tests.badfiles import BLUE, DURER_NFD, ODD_IMAGES, RED, ROTATED, SIDE
-from tests.conftest import REPO_ROOT, make_raw_dataset, make_resized_dataset, painting, run_stage, write_params
+from tests.conftest import (REPO_ROOT, QuietHandler, make_raw_dataset, make_resized_dataset, painting, run_stage,
+                            serve_folder, write_params)
 
 DURER_NFC = unicodedata.normalize("NFC", DURER_NFD)
 # absl's "WARNING: All log messages before absl::InitializeLog()..." and glog lines "I0000 00:00:...".
@@ -184,7 +182,7 @@ def test_tar_gz_slip_empty_and_zip_with_damaged_data_are_refused(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-class AuthHandler(SimpleHTTPRequestHandler):
+class AuthHandler(QuietHandler):
     """Serves files only with the Basic credentials in ``self.server.expected``, else 401."""
 
     def do_GET(self) -> None:
@@ -193,9 +191,6 @@ class AuthHandler(SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
-    def log_message(self, *args) -> None:
-        pass
-
 
 @pytest.fixture
 def private_web(tmp_path):
@@ -203,13 +198,9 @@ def private_web(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
     password = secrets.token_hex(16)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(AuthHandler, directory=str(root)))
-    server.expected = "Basic " + base64.b64encode(f"art:{password}".encode()).decode()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"127.0.0.1:{server.server_port}", password
-    server.shutdown()
-    server.server_close()
+    with serve_folder(root, AuthHandler) as server:
+        server.expected = "Basic " + base64.b64encode(f"art:{password}".encode()).decode()
+        yield root, f"127.0.0.1:{server.server_port}", password
 
 
 @pytest.mark.parametrize("source, name, members, expected", [
