@@ -19,9 +19,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
-from stages import dataset
-from stages.backbones import Preprocess, build_backbone, get_backbone, resolve_weights
-from stages.files import main_workspace
+from painter_id import resized
+from painter_id.backbones import Preprocess, build_backbone, get_backbone, resolve_weights
+from painter_id.workspace import main_workspace
 
 
 def pooled_features(images: np.ndarray, weights: str, alpha: float, batch_size: int = 64) -> np.ndarray:
@@ -46,14 +46,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="image side the reference is measured at")
     args = parser.parse_args()
 
-    train, test = dataset.load_split("train"), dataset.load_split("test")
+    train, test = resized.load_split("train"), resized.load_split("test")
     if train.size != args.size:
         raise SystemExit(f"data/resized holds {train.size} px images; the reference is defined at {args.size} px: "
                          f"run `dvc repro resize` with resize.size={args.size} first (or pass --size {train.size})")
     originals = np.array([not source for source in train.sources])
-    labels = dataset.class_names(train.artists)
-    y_train = dataset.encode(train.artists, labels, "train")[originals]
-    y_test = dataset.encode(test.artists, labels, "test")
+    labels = resized.class_names(train.artists)
+    y_train = resized.encode(train.artists, labels, "train")[originals]
+    y_test = resized.encode(test.artists, labels, "test")
     x_train = pooled_features(np.asarray(train.images)[originals], args.weights, args.alpha)
     x_test = pooled_features(np.asarray(test.images), args.weights, args.alpha)
     classifier = LogisticRegression(max_iter=5000).fit(x_train, y_train)

@@ -15,13 +15,13 @@ import glob
 import json
 import tempfile
 import time
-from multiprocessing import get_context
 from pathlib import Path
 
 from PIL import Image
 
 from benchmarks.run import SAMPLE, plain_pil_loop, spread
-from stages.params import ResizeParams
+from painter_id.parallel import open_workers
+from painter_id.params import ResizeParams
 from stages.resize import resize_to_npy
 
 
@@ -57,7 +57,7 @@ def main() -> None:
             rates["plain_loop"].append(len(paths) / (time.perf_counter() - start))
             for workers, key in ((1, "stage_1_process"), (2, "stage_2_processes")):
                 params = ResizeParams(size=args.size, mode="pad", workers=workers)
-                with get_context("spawn").Pool(workers) as pool:
+                with open_workers(workers) as pool:
                     start = time.perf_counter()
                     resize_to_npy(paths, work / "out.npy", params, pool, key)
                     rates[key].append(len(paths) / (time.perf_counter() - start))

@@ -20,7 +20,6 @@ import contextlib
 import csv
 import json
 import logging
-import multiprocessing
 import os
 import platform
 import shutil
@@ -104,7 +103,7 @@ def source_images(work: Path, cfg: Config) -> tuple[list[tuple[str, str]], str]:
     if (SAMPLE / "images").is_dir():
         root, origin = SAMPLE / "images", f"{SAMPLE.name} (real paintings, 224 px)"
     else:
-        from stages.synthetic import generate
+        from painter_id.synthetic import generate
 
         root = generate(work / "synthetic", n_artists=10, n_images=max(100, cfg.images or 400)) / "images" / "images"
         origin = "synthetic generator"
@@ -125,14 +124,18 @@ def write_table(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 def resized_project(root: Path, pairs: list[tuple[str, str]], size: int) -> Path:
     """A project folder whose ``data/resized/train.{npy,csv}`` holds ``pairs`` at ``size`` px."""
-    from stages.params import ResizeParams
+    from painter_id import resized
+    from painter_id.parallel import Workers
+    from painter_id.params import ResizeParams
     from stages.resize import resize_to_npy
 
-    out = root / "data" / "resized"
+    out = root / resized.RESIZED_DIR
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
-        resize_to_npy([p for p, _ in pairs], out / f"{split}.npy", ResizeParams(size=size, workers=1), None, split)
-        write_table(out / f"{split}.csv", ["path", "artist", "source"], [[p, a, ""] for p, a in pairs])
+        resize_to_npy([p for p, _ in pairs], resized.array_path(split, out), ResizeParams(size=size, workers=1),
+                      Workers(1), split)
+        write_table(resized.table_path(split, out), ["path", "artist", "source"], [[p, a, ""] for p, a in pairs])
+    resized.write_format(out, size, "pad")
     return root
 
 
@@ -145,24 +148,25 @@ def plain_pil_loop(paths: list[str], size: int) -> np.ndarray:
 
 
 def bench_resize(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
-    from stages.params import ResizeParams
-    from stages.resize import resize_to_npy, worker_count
+    from painter_id.parallel import Workers, open_workers, worker_count
+    from painter_id.params import ResizeParams
+    from stages.resize import resize_to_npy
 
     paths = [p for p, _ in pairs] * cfg.resize_passes
     params = ResizeParams(size=cfg.resize_size, workers=0)
-    workers = worker_count(params, len(paths))
+    workers = worker_count(len(paths), params.workers)
     dest = work / "resize.npy"
 
     def stage() -> None:
         # As the stage runs: a fresh spawn pool, its start-up included in the time.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        with open_workers(workers) as pool:
             resize_to_npy(paths, dest, params, pool, "resize")
 
     times: dict[str, list[float]] = {"baseline": [], "stage": [], "stage_one_process": []}
     for _ in range(cfg.repeats):
         times["baseline"].append(timed(lambda: plain_pil_loop(paths, cfg.resize_size)))
         times["stage"].append(timed(stage))
-        times["stage_one_process"].append(timed(lambda: resize_to_npy(paths, dest, params, None, "resize")))
+        times["stage_one_process"].append(timed(lambda: resize_to_npy(paths, dest, params, Workers(1), "resize")))
     rates = {name: spread([len(paths) / t for t in values]) for name, values in times.items()}
     return {"images": len(paths), "size": cfg.resize_size, "workers": workers, "images_per_s": rates,
             "speedup": round(rates["stage"]["median"] / rates["baseline"]["median"], 2),
@@ -175,12 +179,12 @@ TRAIN_MODEL = {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_
 
 
 def train_rows(project: Path) -> tuple[int, int]:
-    from stages import dataset
-    from stages.params import load_section
+    from painter_id import resized
+    from painter_id.params import load_section
 
     with chdir(project):
-        data = dataset.load_split("train")
-        train_idx, val_idx = dataset.validation_split(data, load_section("train").validation_split, 42)
+        data = resized.load_split("train")
+        train_idx, val_idx = resized.validation_split(data, load_section("train").validation_split, 42)
     return len(train_idx), len(val_idx)
 
 
@@ -204,17 +208,17 @@ def plain_fit(project: Path, overrides: dict) -> float:
     import keras
     import tensorflow as tf
 
-    from stages import dataset, train
-    from stages.backbones import get_backbone
-    from stages.params import load_all
+    from painter_id import resized
+    from painter_id.backbones import get_backbone
+    from painter_id.params import load_all
 
     write_params(project, overrides)
     with chdir(project):
         params = load_all()
-        data = dataset.load_split("train")
-        labels = dataset.class_names(data.artists)
-        y = dataset.encode(data.artists, labels, "train.csv")
-        train_idx, val_idx = dataset.validation_split(data, params.train.validation_split, params.train.seed)
+        data = resized.load_split("train")
+        labels = resized.class_names(data.artists)
+        y = resized.encode(data.artists, labels, "train.csv")
+        train_idx, val_idx = resized.validation_split(data, params.train.validation_split, params.train.seed)
         keras.utils.set_random_seed(params.train.seed)
         model, _, _ = train.build_model(get_backbone(params.model.backbone), data.size, len(labels),
                                         params.model, params.train)

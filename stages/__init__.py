@@ -1,11 +1,5 @@
-"""Painter identification pipeline: one module per DVC stage plus small shared helpers.
+"""The DVC stages of ``dvc.yaml``, one module each, run as ``python -m stages.<name>``.
 
-Stages (run as ``python -m stages.<name>``): download, split, oversample, resize, train,
-evaluate. Helpers: params, errors, files, images, backbones, tracking.
+download -> split -> oversample -> resize -> train -> evaluate. Stages never import each
+other: what they share lives in the :mod:`painter_id` package.
 """
-
-import os
-
-# TensorFlow's C++ start-up chatter (oneDNN notes, CPU feature hints) buries the stage logs
-# in `dvc repro` output; errors still show. Set before any stage imports TensorFlow.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

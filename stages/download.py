@@ -11,43 +11,45 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import shutil
 import tempfile
 import unicodedata
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Optional, Union
 
 from tqdm import tqdm
 
-from stages import sources, synthetic
-from stages.errors import PipelineError, run_stage
-from stages.files import atomic_dir, ensure_writable_dir, user_path, write_csv
-from stages.images import ImageRejected, is_image_name, open_image, sha256_file
-from stages.params import DataParams, load_section
+from painter_id import synthetic
+from painter_id.archives import extract_archive
+from painter_id.atomic import atomic_dir, ensure_writable_dir, write_csv
+from painter_id.downloads import fetch_url, kaggle_download
+from painter_id.errors import PipelineError
+from painter_id.images import ImageRejected, is_image_name, open_image, sha256_file
+from painter_id.layout import Layout, find_layout, nfc
+from painter_id.parallel import open_workers, worker_count
+from painter_id.params import DataParams, load_section
+from painter_id.runner import run_stage
+from painter_id.urls import expand_env, has_literal_password, redact_url
+from painter_id.workspace import user_path
 
 log = logging.getLogger(__name__)
 
 OUT = Path("data/raw")
 MANIFEST_FIELDS = ["path", "artist", "sha256", "width", "height", "mode"]
-# Below this many images per process, starting worker processes costs more than it saves.
-FILES_PER_WORKER = 64
 
 
 def artist_key(name: str) -> str:
     """Matching key: ``Albrecht_Durer``, ``Albrecht_Dürer`` and ``Albrecht Dürer`` give the same."""
-    decomposed = unicodedata.normalize("NFKD", sources.nfc(name).replace("_", " "))
+    decomposed = unicodedata.normalize("NFKD", nfc(name).replace("_", " "))
     bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(bare.casefold().split())
 
 
 def folder_name(artist: str) -> str:
     """Output folder of an artist: the NFC name with spaces (and any path separator) as ``_``."""
-    return sources.nfc(artist).replace(" ", "_").replace("/", "_").replace("\\", "_")
+    return nfc(artist).replace(" ", "_").replace("/", "_").replace("\\", "_")
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,11 @@ def read_artists(path: Optional[Path]) -> tuple[list[str], list[dict[str, str]]]
     if "name" not in columns:
         raise PipelineError(f"{path}: has no 'name' column; it must list artists as in the Kaggle artists.csv")
     for row in rows:
-        row["name"] = sources.nfc((row.get("name") or "").strip())
+        row["name"] = nfc((row.get("name") or "").strip())
     return columns, [row for row in rows if row["name"]]
 
 
-def find_candidates(layout: sources.Layout, names: list[str]) -> list[Candidate]:
+def find_candidates(layout: Layout, names: list[str]) -> list[Candidate]:
     """Every image-named file of every artist folder, matched to an ``artists.csv`` name, sorted."""
     by_key = {}
     for name in names:
@@ -87,14 +89,14 @@ def find_candidates(layout: sources.Layout, names: list[str]) -> list[Candidate]
     for folder in layout.artist_dirs:
         artist = by_key.get(artist_key(folder.name))
         if artist is None:
-            artist = sources.nfc(folder.name).replace("_", " ")
+            artist = nfc(folder.name).replace("_", " ")
             if names:
                 log.warning("folder %s matches no artists.csv row; keeping it as artist %r", folder.name, artist)
         for src in sorted(folder.iterdir()):
             # Hidden files (.DS_Store, ._x.jpg) and non-image suffixes are not paintings: skipped silently.
             if src.is_file() and is_image_name(src):
-                rel = sources.nfc(src.relative_to(layout.root).as_posix())
-                out = f"images/{folder_name(artist)}/{sources.nfc(src.name)}"
+                rel = nfc(src.relative_to(layout.root).as_posix())
+                out = f"images/{folder_name(artist)}/{nfc(src.name)}"
                 found.append(Candidate(src, rel, artist, out))
     return sorted(found, key=lambda c: c.rel)
 
@@ -113,15 +115,14 @@ def inspect_image(path: str, max_pixels: int) -> Union[tuple[str, int, int, str]
 
 def inspect_all(paths: list[str], max_pixels: int) -> list[Union[tuple[str, int, int, str], str]]:
     """:func:`inspect_image` over ``paths``, in order, on every core when there are enough."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = min(cores, len(paths) // FILES_PER_WORKER)
-    jobs = (inspect_image, paths, [max_pixels] * len(paths))
-    progress = {"total": len(paths), "desc": "decode", "unit": "img"}
-    if workers < 2:
-        return list(tqdm(map(*jobs), **progress))
-    # spawn: a forked copy of a process that already runs threads (TensorFlow, tests) can hang.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        return list(tqdm(pool.map(*jobs, chunksize=16), **progress))
+    jobs = [(path, max_pixels) for path in paths]
+    with open_workers(worker_count(len(jobs))) as workers:
+        return list(workers.map(inspect_job, jobs, desc="decode"))
+
+
+def inspect_job(job: tuple[str, int]) -> Union[tuple[str, int, int, str], str]:
+    """:func:`inspect_image` of one ``(path, max_pixels)`` job (a picklable worker function)."""
+    return inspect_image(*job)
 
 
 def select_artists(counts: Counter, min_images: int, top_n: Optional[int]) -> list[str]:
@@ -163,7 +164,7 @@ def screen(candidates: list[Candidate], results: list) -> tuple[list[tuple[Candi
 
 def ingest(root: Path, out: Path, params: DataParams) -> None:
     """Normalize the Kaggle-layout folder ``root`` into ``out`` (the future ``data/raw``)."""
-    layout = sources.find_layout(root)
+    layout = find_layout(root)
     columns, artist_rows = read_artists(layout.artists_csv)
     if layout.artists_csv is None:
         log.info("%s: no artists.csv; building one from the artist folders", root)
@@ -223,22 +224,22 @@ def prepare_source(params: DataParams, work: Path) -> Path:
         )
         return synthetic.generate(work / "synthetic", params.synthetic_artists, params.synthetic_images, params.seed)
     if params.source == "kaggle":
-        return sources.kaggle_download(params.kaggle_dataset)
+        return kaggle_download(params.kaggle_dataset)
     if params.source == "url":
-        log.info("source: %s", sources.redact_url(params.url))
-        if sources.has_literal_password(params.url):
+        log.info("source: %s", redact_url(params.url))
+        if has_literal_password(params.url):
             log.warning("data.url holds a password, and DVC copies params into dvc.lock: write it as ${NAME} "
                         "and export NAME instead")
-        url = sources.expand_env(params.url)
-        archive = sources.fetch_url(url, work, params.timeout, params.max_archive_bytes)
-        return sources.extract_archive(archive, work / "extracted", params.max_archive_bytes)
+        url = expand_env(params.url)
+        archive = fetch_url(url, work, params.timeout, params.max_archive_bytes)
+        return extract_archive(archive, work / "extracted", params.max_archive_bytes)
     path = user_path(params.path)
     log.info("source: %s", path)
     if path.is_dir():
         return path
     if not path.is_file():
         raise PipelineError(f"data.path {params.path}: no such folder or archive; set data.path to the Kaggle-layout folder or .zip/.tar.gz")
-    return sources.extract_archive(path, work / "extracted", params.max_archive_bytes)
+    return extract_archive(path, work / "extracted", params.max_archive_bytes)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Reads ``models/model.keras``, ``models/labels.json``, ``models/run.json``,
 ``data/resized/test.{npy,csv}`` and ``params.yaml:evaluate,mlflow`` (``evaluate.tta``
-averages the predictions over flipped and zoomed views, see :mod:`stages.tta`); writes
+averages the predictions over flipped and zoomed views, see :mod:`painter_id.tta`); writes
 ``metrics/eval.json``, ``metrics/per_artist.csv``, ``metrics/confusion.csv``,
 ``metrics/confusion.png`` and ``metrics/misclassified.png``, and logs the metrics and
 pictures into the MLflow run of the training.
@@ -31,28 +31,20 @@ from sklearn.metrics import (  # noqa: E402
     precision_recall_fscore_support,
 )
 
-from stages import dataset, tracking, tta  # noqa: E402
-from stages.errors import PipelineError, run_stage  # noqa: E402
-from stages.files import atomic_file, ensure_writable_dir, write_csv, write_json  # noqa: E402
-from stages.params import load_section  # noqa: E402
+from painter_id import model_files, resized, tracking, tta  # noqa: E402
+from painter_id.atomic import atomic_file, ensure_writable_dir, write_csv, write_json  # noqa: E402
+from painter_id.errors import PipelineError  # noqa: E402
+from painter_id.params import load_section  # noqa: E402
+from painter_id.runner import run_stage  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = Path("models/run.json")
 EVAL = Path("metrics/eval.json")
 PER_ARTIST = Path("metrics/per_artist.csv")
 CONFUSION_CSV = Path("metrics/confusion.csv")
 CONFUSION_PNG = Path("metrics/confusion.png")
 MISCLASSIFIED_PNG = Path("metrics/misclassified.png")
 ANNOTATE_MAX = 20  # beyond this many artists, numbers in the cells become unreadable
-
-
-def read_run(path: Path = RUN_FILE) -> dict:
-    """``models/run.json``: the MLflow run of the training."""
-    run = dataset.read_train_output(path)
-    if not isinstance(run, dict) or not run.get("run_id"):
-        raise PipelineError(f"{path}: has no run_id; {dataset.RETRAIN_HINT}")
-    return run
 
 
 def score(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -178,19 +170,19 @@ def log_to_mlflow(uri: str, experiment_id: str, run: dict, metrics: dict, artifa
 def main() -> None:
     params = load_section("evaluate")
     mlflow_params = load_section("mlflow")
-    labels = dataset.read_labels()
-    run = read_run()
-    test = dataset.load_split("test")
-    y_true = dataset.encode(test.artists, labels, "data/resized/test.csv")
+    labels = model_files.read_labels()
+    run = model_files.read_run()
+    test = resized.load_split("test")
+    y_true = resized.encode(test.artists, labels, str(resized.table_path("test")))
     ensure_writable_dir(EVAL)
     uri, experiment_id = tracking.prepare_store(mlflow_params)
 
-    model = dataset.load_model()
+    model = model_files.load_model()
     expected = tuple(model.input_shape[1:])
     if expected != test.images.shape[1:]:
-        raise PipelineError(f"{dataset.MODEL_FILE} takes images of shape {expected} but data/resized/test.npy "
-                            f"holds {test.images.shape[1:]}; {dataset.RETRAIN_HINT}")
-    dataset.check_classes(model, labels)
+        raise PipelineError(f"{model_files.MODEL_FILE} takes images of shape {expected} but "
+                            f"{resized.array_path('test')} holds {test.images.shape[1:]}; {model_files.RETRAIN_HINT}")
+    model_files.check_classes(model, labels)
     log.info("test-time augmentation: %s", params.tta)
     probs = tta.predict_probs(model, test.images, params.batch_size, params.tta)
     y_pred = probs.argmax(axis=1)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
-import os
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -19,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
-from tqdm import tqdm
 
-from stages.errors import PipelineError, run_stage
-from stages.files import atomic_dir, read_csv, write_csv
-from stages.images import ImageRejected, load_rgb, sha256_file
-from stages.params import OversampleParams, load_section
+from painter_id.atomic import atomic_dir, write_csv
+from painter_id.errors import PipelineError
+from painter_id.images import ImageRejected, load_rgb, sha256_file
+from painter_id.inputs import read_csv
+from painter_id.parallel import open_workers, worker_count
+from painter_id.params import OversampleParams, load_section
+from painter_id.runner import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,6 @@ JPEG_QUALITY = 90
 # Copies are capped at this side (the largest resize.size): full-size copies of huge scans
 # would only cost disk and time, since resize shrinks them anyway.
 MAX_SIDE = 1024
-# Below this many copies, starting worker processes costs more than it saves.
-PARALLEL_FROM = 64
 
 
 @dataclass(frozen=True)
@@ -142,13 +140,8 @@ def write_copy(job: tuple[Copy, Path, OversampleParams]) -> str:
 def write_copies(copies: list[Copy], root: Path, params: OversampleParams) -> list[str]:
     """Write ``copies`` under ``root`` (the future ``data/oversampled``), in parallel; their sha256s in order."""
     jobs = [(copy, root / Path(copy.path).relative_to(OUT), params) for copy in copies]
-    workers = min(os.cpu_count() or 1, max(1, len(jobs) // PARALLEL_FROM))
-    bar = dict(total=len(jobs), desc="oversample", unit="img")
-    if workers == 1:
-        return list(tqdm(map(write_copy, jobs), **bar))
-    # spawn: workers start clean (no threads inherited by fork) and in this process's cwd.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        return list(tqdm(pool.imap(write_copy, jobs, chunksize=16), **bar))
+    with open_workers(worker_count(len(jobs))) as workers:
+        return list(workers.map(write_copy, jobs, desc="oversample"))
 
 
 def main() -> None:

@@ -12,9 +12,12 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from stages.errors import PipelineError, run_stage
-from stages.files import atomic_dir, read_csv, write_csv
-from stages.params import SplitParams, load_section
+from painter_id.atomic import atomic_dir, write_csv
+from painter_id.errors import PipelineError
+from painter_id.inputs import read_csv
+from painter_id.params import SplitParams, load_section
+from painter_id.report import log_train_test_counts
+from painter_id.runner import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +90,7 @@ def main() -> None:
     with atomic_dir(OUT) as tmp:
         for name, part in (("train", train), ("test", test)):
             write_csv(tmp / f"{name}.csv", COLUMNS, ([row[c] for c in COLUMNS] for row in part))
-    train_counts = Counter(row["artist"] for row in train)
-    test_counts = Counter(row["artist"] for row in test)
-    for artist in sorted(train_counts | test_counts):
-        log.info("%s: %d train, %d test", artist, train_counts[artist], test_counts[artist])
+    log_train_test_counts(log, (row["artist"] for row in train), (row["artist"] for row in test))
     log.info("wrote %s: %d train and %d test images", OUT, len(train), len(test))
 
 

@@ -1,9 +1,10 @@
 """Stage ``train``: fine-tune a Keras backbone (or train ``simple_cnn``) to tell the artists apart.
 
-Reads ``data/resized/train.{npy,csv}`` and ``params.yaml:model,train,mlflow,resize.mode``;
-writes ``models/model.keras`` (augmentation and preprocessing inside: it takes raw 0..255
-RGB pixels), ``models/labels.json``, ``models/preprocessing.json`` (the image size and
-``resize.mode``, so predict brings new images to the model exactly as resize did),
+Reads ``data/resized/train.{npy,csv}``, ``data/resized/format.json`` and
+``params.yaml:model,train,mlflow``; writes ``models/model.keras`` (augmentation and
+preprocessing inside: it takes raw 0..255 RGB pixels), ``models/labels.json``,
+``models/preprocessing.json`` (the image size and resize mode of the training images, so
+predict brings new images to the model exactly as resize did),
 ``models/run.json``, ``metrics/train.json`` and ``metrics/history.csv``, and records the
 run (params, per-epoch metrics) in MLflow.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -22,17 +24,17 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from stages import dataset, features, scaling, tracking
-from stages.backbones import (Backbone, Preprocess, build_backbone, check_size, freeze, get_backbone,
-                              resolve_weights, with_pooled_layers)
-from stages.errors import first_line, run_stage
-from stages.files import atomic_path, ensure_writable_dir, main_workspace, write_csv, write_json
-from stages.params import PARAMS_FILE, ModelParams, TrainParams, load_all
+from painter_id import distribute, feature_cache, model_files, resized, tracking
+from painter_id.atomic import atomic_path, ensure_writable_dir, write_csv, write_json
+from painter_id.backbones import (Backbone, Preprocess, build_backbone, check_size, freeze, get_backbone,
+                                  resolve_weights, with_pooled_layers)
+from painter_id.errors import first_line
+from painter_id.params import PARAMS_FILE, ModelParams, Params, TrainParams, load_all
+from painter_id.runner import run_stage
+from painter_id.workspace import main_workspace
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = dataset.MODEL_FILE
-RUN_FILE = Path("models/run.json")
 TRAIN_METRICS = Path("metrics/train.json")
 HISTORY = Path("metrics/history.csv")
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
@@ -81,6 +83,16 @@ def build_model(entry: Backbone, size: int, n_classes: int, model_params: ModelP
     outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", kernel_regularizer=l2,
                                  name="artist")(x)
     return keras.Model(inputs, outputs, name=f"{entry.name}_painter"), backbone, frozen
+
+
+@dataclass(frozen=True)
+class Network:
+    """The model being trained, its backbone, the registry entry it was built from, and the layers frozen."""
+
+    entry: Backbone
+    model: keras.Model
+    backbone: keras.Model
+    frozen: int
 
 
 def make_optimizer(params: TrainParams) -> keras.optimizers.Optimizer:
@@ -158,115 +170,145 @@ def summarize(rows: list[dict[str, float]], seconds: float, model: keras.Model, 
     }
 
 
-def training_inputs(entry: Backbone, model: keras.Model, backbone: keras.Model, frozen: int, data: dataset.Split,
-                    model_params: ModelParams, train_params: TrainParams,
+def training_inputs(net: Network, data: resized.Split, params: Params,
                     strategy: tf.distribute.Strategy) -> tuple[keras.Model, np.ndarray, str]:
     """The model ``fit`` trains and the rows it reads, and whether the feature cache was used.
 
-    With the whole backbone frozen and no augmentation (see :mod:`stages.features`) that is
-    the head alone on the backbone's cached features (``"hit"`` or ``"miss"``); otherwise
-    the full model on the pixels (``"off"``).
+    With the whole backbone frozen and no augmentation (see :mod:`painter_id.feature_cache`)
+    that is the head alone on the backbone's cached features (``"hit"`` or ``"miss"``);
+    otherwise the full model on the pixels (``"off"``).
     """
-    reason = features.skip_reason(train_params.feature_cache, backbone, frozen, augmentation_layers(train_params))
+    model_params, train_params = params.model, params.train
+    reason = feature_cache.skip_reason(train_params.feature_cache, net.backbone, net.frozen,
+                                       augmentation_layers(train_params))
     if reason:
         log.info("feature cache not used: %s", reason)
-        return model, data.images, "off"
+        return net.model, data.images, "off"
     weights = resolve_weights(model_params.weights, main_workspace().absolute())
     parts = {
-        "backbone": entry.name,
-        "alpha": model_params.alpha if entry.takes_alpha else None,
-        "weights": features.weights_identity(weights, train_params.seed),
+        "backbone": net.entry.name,
+        "alpha": model_params.alpha if net.entry.takes_alpha else None,
+        "weights": feature_cache.weights_identity(weights, train_params.seed),
         "size": data.size,
-        "frozen_layers": frozen,
+        "frozen_layers": net.frozen,
         "pooled_layers": list(model_params.pooled_layers),
         "precision": train_params.precision,
-        "data": features.data_identity([dataset.RESIZED_DIR / "train.npy", dataset.RESIZED_DIR / "train.csv"]),
+        "data": feature_cache.data_identity([resized.array_path("train"), resized.table_path("train")]),
     }
-    cached, hit = features.features_for(model, data.images, parts)
+    cached, hit = feature_cache.features_for(net.model, data.images, parts)
     with strategy.scope():
-        head = features.head_model(model)
+        head = feature_cache.head_model(net.model)
     return head, cached, "hit" if hit else "miss"
+
+
+def build_network(params: Params, size: int, n_classes: int) -> tuple[Network, tf.distribute.Strategy]:
+    """The distribution strategy, then the model built in its scope, seeded and at ``train.precision``."""
+    train_params = params.train
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
+    strategy = distribute.make_strategy(train_params.strategy)
+    distribute.check_batch_size(strategy, train_params.batch_size)
+    keras.utils.set_random_seed(train_params.seed)
+    tf.config.experimental.enable_op_determinism()
+    # Keras keeps the policy per process: set every time, float32 included (the softmax stays float32).
+    keras.mixed_precision.set_global_policy(train_params.precision)
+    entry = get_backbone(params.model.backbone)
+    with strategy.scope():
+        model, backbone, frozen = build_model(entry, size, n_classes, params.model, train_params)
+    log.info("backbone %s: %d layers, %d frozen; %d trainable / %d frozen params",
+             entry.name, len(backbone.layers), frozen, count_params(model.trainable_weights),
+             count_params(model.non_trainable_weights))
+    return Network(entry, model, backbone, frozen), strategy
+
+
+def network_params(net: Network, cache: str) -> dict:
+    """What MLflow records about the built network, beside params.yaml."""
+    return {
+        "model.backbone_layers": len(net.backbone.layers),
+        "model.frozen_layers_resolved": net.frozen,
+        "model.trainable_params": count_params(net.model.trainable_weights),
+        "model.frozen_params": count_params(net.model.non_trainable_weights),
+        "train.feature_cache_used": cache,
+    }
+
+
+def fit(fit_model: keras.Model, x: np.ndarray, y: np.ndarray, split: tuple[np.ndarray, np.ndarray],
+        params: TrainParams, epoch_log: EpochLog) -> str:
+    """Compile and fit ``fit_model`` on rows ``split[0]``, validating on ``split[1]``; return the monitored loss.
+
+    Without a validation set (``train.validation_split: 0``) the callbacks watch the training loss.
+    """
+    train_idx, val_idx = split
+    train_ds = resized.make_dataset(x, y, train_idx, params.batch_size, seed=params.seed)
+    val_ds = resized.make_dataset(x, y, val_idx, params.batch_size) if len(val_idx) else None
+    monitor = "val_loss" if val_ds is not None else "loss"
+    callbacks = [
+        epoch_log,
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=params.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=params.reduce_lr_factor,
+                                          patience=params.reduce_lr_patience, min_lr=params.min_learning_rate),
+    ]
+    n_classes = int(fit_model.output_shape[-1])
+    fit_model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, shuffle=False,
+                  class_weight=class_weights(y[train_idx], n_classes, params.class_weight),
+                  callbacks=callbacks, verbose=2)
+    return monitor
+
+
+def save_outputs(model: keras.Model, labels: list[str], image_format: dict, rows: list[dict], summary: dict) -> None:
+    """Write ``models/`` and ``metrics/`` (each file atomically)."""
+    with atomic_path(model_files.MODEL_FILE) as tmp:
+        # Same layers, not compiled: the file holds no optimizer state (3x the weights with Adam).
+        keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
+    write_json(model_files.LABELS_FILE, labels)
+    write_json(model_files.PREPROCESSING_FILE, {"size": image_format["size"], "mode": image_format["mode"]})
+    write_csv(HISTORY, HISTORY_COLUMNS, ([row[c] for c in HISTORY_COLUMNS] for row in rows))
+    write_json(TRAIN_METRICS, summary)
 
 
 def main() -> None:
     params = load_all()
-    model_params, train_params = params.model, params.train
-    entry = get_backbone(model_params.backbone)
-    data = dataset.load_split("train")
+    train_params = params.train
+    entry = get_backbone(params.model.backbone)
+    data = resized.load_split("train")
+    image_format = resized.read_format()
     check_size(entry, data.size)  # before the MLflow store is touched: a params mistake costs nothing
-    for output in (MODEL_FILE, TRAIN_METRICS):
+    for output in (model_files.MODEL_FILE, TRAIN_METRICS):
         ensure_writable_dir(output)
     uri, experiment_id = tracking.prepare_store(params.mlflow)
 
-    labels = dataset.class_names(data.artists)
-    y = dataset.encode(data.artists, labels, "data/resized/train.csv")
-    train_idx, val_idx = dataset.validation_split(data, train_params.validation_split, train_params.seed)
+    labels = resized.class_names(data.artists)
+    y = resized.encode(data.artists, labels, str(resized.table_path("train")))
+    split = resized.validation_split(data, train_params.validation_split, train_params.seed)
     log.info("%d training rows, %d validation rows (originals held out), %d artists",
-             len(train_idx), len(val_idx), len(labels))
+             len(split[0]), len(split[1]), len(labels))
 
-    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
-    strategy = scaling.make_strategy(train_params.strategy)
-    scaling.check_batch_size(strategy, train_params.batch_size)
-    keras.utils.set_random_seed(train_params.seed)
-    tf.config.experimental.enable_op_determinism()
-    scaling.set_precision(train_params.precision)
-    with strategy.scope():
-        model, backbone, frozen = build_model(entry, data.size, len(labels), model_params, train_params)
-    trainable, non_trainable = count_params(model.trainable_weights), count_params(model.non_trainable_weights)
-    log.info("backbone %s: %d layers, %d frozen; %d trainable / %d frozen params",
-             entry.name, len(backbone.layers), frozen, trainable, non_trainable)
-    fit_model, x, cache = training_inputs(entry, model, backbone, frozen, data, model_params, train_params, strategy)
+    net, strategy = build_network(params, data.size, len(labels))
+    fit_model, x, cache = training_inputs(net, data, params, strategy)
     with strategy.scope():
         fit_model.compile(optimizer=make_optimizer(train_params), loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=train_params.jit_compile)
 
-    train_ds = dataset.make_dataset(x, y, train_idx, train_params.batch_size, seed=train_params.seed)
-    # Without a validation set (train.validation_split: 0) the callbacks watch the training loss.
-    val_ds = dataset.make_dataset(x, y, val_idx, train_params.batch_size) if len(val_idx) else None
-    monitor = "val_loss" if val_ds is not None else "loss"
     client = mlflow.MlflowClient(uri)
-    name = tracking.run_name(entry.name, frozen)
+    name = tracking.run_name(entry.name, net.frozen)
     with tracking.start_run(client, experiment_id, name, tracking.run_tags()) as run_id:
-        tracking.log_params(client, run_id, {
-            **params.flat(),
-            "model.backbone_layers": len(backbone.layers),
-            "model.frozen_layers_resolved": frozen,
-            "model.trainable_params": trainable,
-            "model.frozen_params": non_trainable,
-            "train.feature_cache_used": cache,
-        })
+        tracking.log_params(client, run_id, {**params.flat(), **network_params(net, cache)})
         epoch_log = EpochLog(client, run_id)
-        callbacks = [
-            epoch_log,
-            keras.callbacks.EarlyStopping(monitor=monitor, patience=train_params.early_stopping_patience,
-                                          restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=train_params.reduce_lr_factor,
-                                              patience=train_params.reduce_lr_patience,
-                                              min_lr=train_params.min_learning_rate),
-        ]
         start = time.monotonic()
-        fit_model.fit(train_ds, validation_data=val_ds, epochs=train_params.epochs, shuffle=False,
-                      class_weight=class_weights(y[train_idx], len(labels), train_params.class_weight),
-                      callbacks=callbacks, verbose=2)
-        summary = summarize(epoch_log.rows, time.monotonic() - start, model, backbone, frozen, monitor)
+        monitor = fit(fit_model, x, y, split, train_params, epoch_log)
+        summary = summarize(epoch_log.rows, time.monotonic() - start, net.model, net.backbone, net.frozen, monitor)
         best = epoch_log.rows[summary["best_epoch"] - 1]
         log.info("best epoch %d of %d: %s", summary["best_epoch"], summary["epochs_run"],
                  ", ".join(f"{k} {best[k]:.3f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
                            if not math.isnan(best[k])))
 
-        with atomic_path(MODEL_FILE) as tmp:
-            # Same layers, not compiled: the file holds no optimizer state (3x the weights with Adam).
-            keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
-        write_json(dataset.LABELS_FILE, labels)
-        write_json(dataset.PREPROCESSING_FILE, {"size": data.size, "mode": params.resize.mode})
-        write_csv(HISTORY, HISTORY_COLUMNS, ([row[c] for c in HISTORY_COLUMNS] for row in epoch_log.rows))
-        write_json(TRAIN_METRICS, summary)
+        save_outputs(net.model, labels, image_format, epoch_log.rows, summary)
         tracking.log_metrics(client, run_id, {f"train.{k}": v for k, v in summary.items() if v is not None})
-        tracking.log_artifacts(client, run_id, [PARAMS_FILE, HISTORY, dataset.LABELS_FILE,
-                                                  dataset.PREPROCESSING_FILE])
+        tracking.log_artifacts(client, run_id, [PARAMS_FILE, HISTORY, model_files.LABELS_FILE,
+                                                  model_files.PREPROCESSING_FILE])
         if params.mlflow.log_model:
-            tracking.log_artifacts(client, run_id, [MODEL_FILE])
-        write_json(RUN_FILE, {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri})
+            tracking.log_artifacts(client, run_id, [model_files.MODEL_FILE])
+        write_json(model_files.RUN_FILE, {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri})
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -50,7 +51,7 @@ def painting(rng: np.random.Generator, hue: int, size=(48, 40)) -> Image.Image:
 
 def make_raw_dataset(root: Path, counts: dict[str, int], seed: int = 0, size=(48, 40)) -> Path:
     """Write ``root/data/raw`` as the download stage does: images/<Folder>/, artists.csv, manifest.csv."""
-    from stages.images import sha256_file
+    from painter_id.images import sha256_file
 
     rng = np.random.default_rng(seed)
     raw = root / "data" / "raw"
@@ -81,8 +82,9 @@ def raw_dataset(tmp_path: Path) -> Path:
     return make_raw_dataset(tmp_path, {"Claude Monet": 30, "Albrecht Dürer": 12, "Titian": 6})
 
 
-def make_resized_dataset(root: Path, artists=("Ann", "Bob", "Cy"), n_train=24, n_test=9, size=32, seed=0) -> Path:
-    """Write ``root/data/resized`` as the resize stage does: {train,test}.npy + .csv in the same order."""
+def make_resized_dataset(root: Path, artists=("Ann", "Bob", "Cy"), n_train=24, n_test=9, size=32, seed=0,
+                         mode: str = "pad") -> Path:
+    """Write ``root/data/resized`` as the resize stage does: {train,test}.npy + .csv in the same order, format.json."""
     rng = np.random.default_rng(seed)
     out = root / "data" / "resized"
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +99,7 @@ def make_resized_dataset(root: Path, artists=("Ann", "Bob", "Cy"), n_train=24, n
             writer.writerow(["path", "artist", "source"])
             for i, artist in enumerate(labels):
                 writer.writerow([f"data/raw/images/{artist}/{artist}_{i}.jpg", artist, ""])
+    (out / "format.json").write_text(json.dumps({"size": size, "mode": mode}), encoding="utf-8")
     return out
 
 

@@ -49,7 +49,7 @@ def dvc(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> s
     return run([sys.executable, "-m", "dvc", *args], cwd, check=check, env=env)
 
 
-PROJECT_FILES = ["stages", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
+PROJECT_FILES = ["stages", "painter_id", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
 
 
 def make_project(dest: Path, overrides: dict[str, dict] | None = None) -> Path:

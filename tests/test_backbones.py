@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from stages.backbones import (
+from painter_id.backbones import (
     BACKBONES,
     SIMPLE_CNN,
     Preprocess,
@@ -18,7 +18,7 @@ from stages.backbones import (
     resolve_weights,
     with_pooled_layers,
 )
-from stages.errors import PipelineError
+from painter_id.errors import PipelineError
 
 SPEC_NAMES = [
     "InceptionResNetV2", "Xception", "InceptionV3", "ResNet50", "ResNet50V2", "DenseNet121", "DenseNet169",

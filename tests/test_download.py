@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import make_raw_dataset, painting, run_stage, serve_folder, write_params
 
 from stages.download import artist_key, main, select_artists
-from stages.errors import PipelineError
+from painter_id.errors import PipelineError
 
 DURER_NFD = unicodedata.normalize("NFD", "Albrecht_Dürer")
 DURER_NFC = unicodedata.normalize("NFC", "Albrecht_Dürer")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from stages import evaluate, train
-from stages.errors import PipelineError
+from painter_id.errors import PipelineError
 from tests.conftest import run_stage
 from tests.test_train import read_rows, setup_project
 

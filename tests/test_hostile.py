@@ -28,10 +28,10 @@ import stages.download
 import stages.oversample
 import stages.resize
 import stages.split
-from stages import sources
-from stages.errors import PipelineError
-from stages.params import MlflowParams
-from stages.tracking import prepare_store
+from painter_id import archives
+from painter_id.errors import PipelineError
+from painter_id.params import MlflowParams
+from painter_id.tracking import prepare_store
 from tests import badfiles
 from tests.badfiles import BLUE, DURER_NFD, ODD_IMAGES, RED, ROTATED, SIDE
 from tests.conftest import (REPO_ROOT, QuietHandler, make_raw_dataset, make_resized_dataset, painting, run_stage,
@@ -146,15 +146,15 @@ def test_odd_images_go_through_download_split_oversample_resize(tmp_path, monkey
 def test_compression_ratio_bomb_is_refused_under_the_byte_limit(tmp_path, suffix):
     members = {**badfiles.kaggle_members(), "images/images/Ann/filler.jpg": bytes(4 << 20)}  # 4 MiB of zeros
     archive = badfiles.write_archive(tmp_path / f"bomb{suffix}", members)
-    assert archive.stat().st_size * sources.MAX_COMPRESSION_RATIO < 4 << 20 < 8_000_000_000
-    with pytest.raises(PipelineError, match=rf"bomb{suffix}: .* more than {sources.MAX_COMPRESSION_RATIO} times"):
-        sources.extract_archive(archive, tmp_path / "out", 8_000_000_000)
+    assert archive.stat().st_size * archives.MAX_COMPRESSION_RATIO < 4 << 20 < 8_000_000_000
+    with pytest.raises(PipelineError, match=rf"bomb{suffix}: .* more than {archives.MAX_COMPRESSION_RATIO} times"):
+        archives.extract_archive(archive, tmp_path / "out", 8_000_000_000)
     assert not (tmp_path / "out").exists()
     # Paintings and a small, very compressible artists.csv are fine.
     members["artists.csv"] += b"2,Nobody,0\n" * 2000
     del members["images/images/Ann/filler.jpg"]
     good = badfiles.write_archive(tmp_path / f"good{suffix}", members)
-    assert len(list(sources.extract_archive(good, tmp_path / "ok", 8_000_000_000).rglob("*.jpg"))) == 4
+    assert len(list(archives.extract_archive(good, tmp_path / "ok", 8_000_000_000).rglob("*.jpg"))) == 4
 
 
 def test_zip_bomb_whose_header_lies_is_stopped_while_copying(tmp_path):
@@ -165,20 +165,20 @@ def test_zip_bomb_whose_header_lies_is_stopped_while_copying(tmp_path):
         raw[offset:offset + 4] = (1024).to_bytes(4, "little")
     archive.write_bytes(bytes(raw))
     with pytest.raises(PipelineError, match=r"liar\.zip: (member 'a\.bin' unpacks to more than 100 times|corrupted)"):
-        sources.extract_archive(archive, tmp_path / "out", 8_000_000_000)
+        archives.extract_archive(archive, tmp_path / "out", 8_000_000_000)
     assert not (tmp_path / "out").exists()
 
 
 def test_tar_gz_slip_empty_and_zip_with_damaged_data_are_refused(tmp_path):
     slip = badfiles.write_tar_gz(tmp_path / "slip.tar.gz", {"images/ok.txt": b"ok", "images/../../evil.txt": b"x"})
     with pytest.raises(PipelineError, match=r"slip\.tar\.gz: member 'images/\.\./\.\./evil\.txt' points outside"):
-        sources.extract_archive(slip, tmp_path / "a" / "out", 1 << 20)
+        archives.extract_archive(slip, tmp_path / "a" / "out", 1 << 20)
     assert not list(tmp_path.rglob("evil.txt")) and not (tmp_path / "a" / "out").exists()
     empty = badfiles.write_tar_gz(tmp_path / "empty.tar.gz", {})
     with pytest.raises(PipelineError, match=r"empty\.tar\.gz: the archive is empty"):
-        sources.extract_archive(empty, tmp_path / "b", 1 << 20)
+        archives.extract_archive(empty, tmp_path / "b", 1 << 20)
     with pytest.raises(PipelineError, match=r"damaged\.zip: corrupted or unsupported archive"):
-        sources.extract_archive(badfiles.corrupt_zip(tmp_path / "damaged.zip"), tmp_path / "c", 1 << 20)
+        archives.extract_archive(badfiles.corrupt_zip(tmp_path / "damaged.zip"), tmp_path / "c", 1 << 20)
     assert not (tmp_path / "c").exists()
 
 

@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 import stages.oversample as oversample
-from stages.errors import PipelineError
-from stages.images import sha256_file
-from stages.params import OversampleParams
+from painter_id import parallel
+from painter_id.errors import PipelineError
+from painter_id.images import sha256_file
+from painter_id.params import OversampleParams
 from stages.split import main as split_main
 from tests.conftest import write_params
 
@@ -116,7 +117,8 @@ def test_same_seed_same_copies_other_seed_other_copies(project):
 
 def test_parallel_writes_the_same_copies(project, monkeypatch):
     serial = run(project, min_count=16)
-    monkeypatch.setattr(oversample, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(parallel, "JOBS_PER_WORKER", 1)
+    assert parallel.worker_count(18) == min(2, parallel.available_cores())
     assert run(project, min_count=16) == serial
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stages.errors import PipelineError
-from stages.params import SECTIONS, Params, load_all, load_section, parse_section
+from painter_id.errors import PipelineError
+from painter_id.params import SECTIONS, Params, load_all, load_section, parse_section
 from tests.conftest import REPO_ROOT, run_stage, write_params
 
 
@@ -85,7 +85,7 @@ def test_stage_reports_a_param_typo_in_one_line_without_traceback(tmp_path):
 
 
 def test_first_line_of_an_error_never_fails_on_an_empty_message():
-    from stages.errors import first_line
+    from painter_id.errors import first_line
 
     assert first_line(ValueError("bad weights\nsecond line")) == "bad weights"
     assert first_line(OSError()) == "OSError"

@@ -13,10 +13,11 @@ import keras
 import numpy as np
 import pytest
 
-from stages import features, train
-from stages.errors import PipelineError
-from stages.backbones import BACKBONES, build_backbone, freeze
-from stages.params import TrainParams, parse_section
+from painter_id import feature_cache
+from stages import train
+from painter_id.errors import PipelineError
+from painter_id.backbones import BACKBONES, build_backbone, freeze
+from painter_id.params import TrainParams, parse_section
 from tests.conftest import REPO_ROOT, make_resized_dataset, run, write_params
 
 # The whole backbone frozen and no augmentation: the case the feature cache serves.
@@ -46,7 +47,7 @@ def head_weights(root: Path) -> list[np.ndarray]:
 
 
 def cached_files(root: Path) -> list[Path]:
-    return sorted((root / features.CACHE_DIR).glob("*.npy"))
+    return sorted((root / feature_cache.CACHE_DIR).glob("*.npy"))
 
 
 def test_cached_features_train_the_same_head_as_the_full_model(tmp_path, monkeypatch):
@@ -74,7 +75,7 @@ def test_cached_features_train_the_same_head_as_the_full_model(tmp_path, monkeyp
 def test_second_run_hits_the_cache_and_new_data_misses(tmp_path, monkeypatch, caplog):
     make_resized_dataset(tmp_path)
     setup(tmp_path, monkeypatch, {"train": {"epochs": 1}})
-    caplog.set_level(logging.INFO, logger="stages.features")
+    caplog.set_level(logging.INFO, logger="painter_id.feature_cache")
     train.main()
     [stored] = cached_files(tmp_path)
     stamp = stored.stat().st_mtime_ns
@@ -106,16 +107,16 @@ def test_cache_is_skipped_where_it_would_not_be_exact(mode, frozen, flip, reason
     backbone = build_backbone(BACKBONES["MobileNet"], 32, None, alpha=0.25)
     count = freeze(backbone, frozen)
     augmentation = train.augmentation_layers(TrainParams(flip=flip))
-    found = features.skip_reason(mode, backbone, count, augmentation)
+    found = feature_cache.skip_reason(mode, backbone, count, augmentation)
     assert found == reason if reason is None else reason in found
 
 
 def test_stochastic_depth_backbones_are_not_cached():
     backbone = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4), keras.layers.Dropout(0.2, name="drop")])
     backbone.trainable = False
-    assert "random while training (drop" in features.skip_reason("auto", backbone, len(backbone.layers), [])
+    assert "random while training (drop" in feature_cache.skip_reason("auto", backbone, len(backbone.layers), [])
     plain = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
-    assert features.skip_reason("auto", plain, len(plain.layers), []) is None
+    assert feature_cache.skip_reason("auto", plain, len(plain.layers), []) is None
 
 
 def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
@@ -130,7 +131,7 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from stages.errors import run_stage
+        from painter_id.runner import run_stage
         from stages.train import main
         run_stage("train", main)
     """)
@@ -170,11 +171,11 @@ def test_performance_params_are_validated(key, value, message):
 
 
 def test_malformed_tf_config_is_one_line(monkeypatch):
-    from stages import scaling
+    from painter_id import distribute
 
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(PipelineError, match="TF_CONFIG: not a valid cluster description"):
-        scaling.make_strategy("multi_worker")
+        distribute.make_strategy("multi_worker")
 
 
 def test_benchmark_smoke_run_writes_every_section(tmp_path):

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import dataset, predict, train
-from stages.errors import PipelineError
-from stages.params import ResizeParams
+from painter_id import model_files, predict, resized
+from stages import train
+from painter_id.errors import PipelineError
+from painter_id.params import ResizeParams
+from painter_id.parallel import Workers
 from stages.resize import resize_to_npy
 from tests.conftest import REPO_ROOT, make_resized_dataset, run, write_params
 from tests.test_train import setup_project
@@ -27,9 +29,9 @@ ARTISTS = ("Titian", "Rembrandt")
 def trained(tmp_path_factory) -> Path:
     """A project whose tiny simple_cnn (Ann, Bob, Cy at 32 px) was trained on images resized with ``crop``."""
     root = tmp_path_factory.mktemp("trained")
-    make_resized_dataset(root)
+    make_resized_dataset(root, mode="crop")  # data/resized/format.json says crop: train records it for predict
     with pytest.MonkeyPatch.context() as monkeypatch:
-        setup_project(root, monkeypatch, {"train": {"epochs": 1}, "resize": {"mode": "crop"}})
+        setup_project(root, monkeypatch, {"train": {"epochs": 1}})
         train.main()
     return root
 
@@ -59,16 +61,16 @@ def parse(text: str) -> tuple[list[str], dict[str, list[dict[str, str]]]]:
     return reader.fieldnames, grouped
 
 
-def resized(paths: list[str], tmp: Path, mode: str) -> np.ndarray:
+def resize_like_stage(paths: list[str], tmp: Path, mode: str) -> np.ndarray:
     """The 32 px array the resize stage makes of ``paths`` (relative to the cwd)."""
     dest = tmp / f"resized-{mode}.npy"
-    resize_to_npy(paths, dest, ResizeParams(size=32, mode=mode), None, "reference")
+    resize_to_npy(paths, dest, ResizeParams(size=32, mode=mode), Workers(1), "reference")
     return np.load(dest)
 
 
 def model_probs(model_path: Path, paths: list[str], tmp: Path, mode: str) -> np.ndarray:
     """The model's probabilities on the arrays the resize stage makes of ``paths``."""
-    return dataset.load_model(model_path).predict(resized(paths, tmp, mode), verbose=0)
+    return model_files.load_model(model_path).predict(resize_like_stage(paths, tmp, mode), verbose=0)
 
 
 def test_predict_command_ranks_artists_as_the_model_does_on_resized_arrays(trained, paintings, tmp_path,
@@ -76,7 +78,7 @@ def test_predict_command_ranks_artists_as_the_model_does_on_resized_arrays(train
     monkeypatch.chdir(tmp_path)  # the reference arrays read the same relative paths as the command
     model_path = trained / "models" / "model.keras"
     labels = json.loads((trained / "models" / "labels.json").read_text())
-    cmd = [sys.executable, "-m", "stages.predict", "paintings", "--model", str(model_path), "--top-k", "2"]
+    cmd = [sys.executable, "-m", "painter_id.predict", "paintings", "--model", str(model_path), "--top-k", "2"]
 
     proc = run(cmd, tmp_path, env={"PYTHONPATH": str(REPO_ROOT)})
 
@@ -117,9 +119,9 @@ def test_top_k_is_clamped_and_flip_averages_the_mirror_image(trained, paintings,
     _, rows = parse(capsys.readouterr().out)
     assert [row["rank"] for row in rows[image]] == ["1", "2", "3"]  # the model knows 3 artists
     assert sum(float(row["probability"]) for row in rows[image]) == pytest.approx(1.0, abs=1e-5)
-    model = dataset.load_model(model_path)
-    labels = dataset.read_labels(trained / "models" / "labels.json")
-    array = resized([image], tmp_path, "crop")
+    model = model_files.load_model(model_path)
+    labels = model_files.read_labels(trained / "models" / "labels.json")
+    array = resize_like_stage([image], tmp_path, "crop")
     both = model.predict(np.concatenate([array, array[:, :, ::-1]]), verbose=0)
     for row in rows[image]:
         assert float(row["probability"]) == pytest.approx(both[:, labels.index(row["artist"])].mean(), abs=1e-5)

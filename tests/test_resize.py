@@ -14,8 +14,8 @@ from PIL import Image
 
 import stages.oversample
 import stages.split
-from stages.errors import PipelineError
-from stages.images import load_square, sha256_file
+from painter_id.errors import PipelineError
+from painter_id.images import load_square, sha256_file
 from stages.resize import main
 from tests.conftest import make_raw_dataset, run_stage, write_params
 

@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.errors import PipelineError
-from stages.sources import copy_limited, extract_archive, fetch_url, find_layout, redact_url
+from painter_id.errors import PipelineError
+from painter_id.archives import copy_limited, extract_archive
+from painter_id.downloads import fetch_url
+from painter_id.layout import find_layout
+from painter_id.urls import redact_url
 from tests.conftest import painting
 
 LIMIT = 1_000_000

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from stages.errors import PipelineError
+from painter_id.errors import PipelineError
 from stages.split import main
 from tests.conftest import make_raw_dataset, run_stage, write_params
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from stages.download import main
-from stages.params import DataParams
-from stages.synthetic import FIELDS, MAX_ARTISTS, STYLES, class_sizes, generate
+from painter_id.params import DataParams
+from painter_id.synthetic import FIELDS, MAX_ARTISTS, STYLES, class_sizes, generate
 from tests.conftest import run_stage, write_params
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from stages import files, tracking
-from stages.errors import PipelineError
-from stages.params import MlflowParams
+from painter_id import tracking, workspace
+from painter_id.errors import PipelineError
+from painter_id.params import MlflowParams
 
 CLEAN_ENV = ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
 
@@ -43,9 +43,9 @@ def test_temporary_experiment_copy_logs_into_the_main_workspace(env_root, cwd):
 def test_git_toplevel_then_cwd_when_no_dvc_root(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
     (tmp_path / "repo" / "sub").mkdir()
-    assert files.main_workspace(tmp_path / "repo" / "sub", env={}) == (tmp_path / "repo").resolve()
+    assert workspace.main_workspace(tmp_path / "repo" / "sub", env={}) == (tmp_path / "repo").resolve()
     (tmp_path / "plain").mkdir()
-    assert files.main_workspace(tmp_path / "plain", env={}) == tmp_path / "plain"
+    assert workspace.main_workspace(tmp_path / "plain", env={}) == tmp_path / "plain"
 
 
 def test_env_uri_wins_and_relative_sqlite_param_is_resolved_against_the_workspace():

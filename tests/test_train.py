@@ -12,9 +12,10 @@ import keras
 import numpy as np
 import pytest
 
-from stages import dataset, train
-from stages.backbones import BACKBONES, build_backbone
-from stages.errors import PipelineError
+from painter_id import model_files, resized
+from stages import train
+from painter_id.backbones import BACKBONES, build_backbone
+from painter_id.errors import PipelineError
 from tests.conftest import run_stage, write_params
 
 TRAIN_KEYS = {"best_epoch", "epochs_run", "best_val_accuracy", "best_val_loss", "train_seconds",
@@ -79,8 +80,8 @@ def test_validation_split_zero_trains_on_every_row_and_stops_on_training_loss(tm
     run = client.search_runs(["1"])[0]
     assert "val_loss" not in run.data.metrics and "train.best_val_loss" not in run.data.metrics
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 3
-    split = dataset.load_split("train")
-    train_idx, val_idx = dataset.validation_split(split, 0, seed=1)
+    split = resized.load_split("train")
+    train_idx, val_idx = resized.validation_split(split, 0, seed=1)
     assert sorted(train_idx) == list(range(len(split.paths))) and len(val_idx) == 0
 
 
@@ -124,7 +125,7 @@ def test_pooled_layers_and_l2_shape_the_head_and_are_recorded(tmp_path, resized_
         "train": {"epochs": 2, "flip": False}})
     train.main()
 
-    model = dataset.load_model("models/model.keras")
+    model = model_files.load_model("models/model.keras")
     # MobileNet alpha 0.25: 256 channels at the end, 64 after block 5, 128 after block 11
     assert model.get_layer("pool").output.shape[-1] == 256 + 64 + 128
     regularizer = model.get_layer("artist").kernel_regularizer
@@ -211,8 +212,8 @@ def test_image_size_below_backbone_minimum_is_reported(tmp_path, resized_dataset
         train.main()
 
 
-def _split(paths, artists, sources) -> dataset.Split:
-    return dataset.Split(np.zeros((len(paths), 2, 2, 3), np.uint8), list(paths), list(artists), list(sources))
+def _split(paths, artists, sources) -> resized.Split:
+    return resized.Split(np.zeros((len(paths), 2, 2, 3), np.uint8), list(paths), list(artists), list(sources))
 
 
 def test_validation_split_keeps_copies_with_their_original_and_is_stratified():
@@ -226,7 +227,7 @@ def test_validation_split_keeps_copies_with_their_original_and_is_stratified():
                 artists.append(artist), sources.append(original)
     split = _split(paths, artists, sources)
 
-    train_idx, val_idx = dataset.validation_split(split, 0.2, seed=3)
+    train_idx, val_idx = resized.validation_split(split, 0.2, seed=3)
 
     groups = split.groups()
     assert not {groups[i] for i in train_idx} & {groups[i] for i in val_idx}
@@ -234,30 +235,30 @@ def test_validation_split_keeps_copies_with_their_original_and_is_stratified():
     val_originals = [paths[i] for i in val_idx if not sources[i]]
     assert sum("/A/" in p for p in val_originals) == 4 and sum("/B/" in p for p in val_originals) == 2
     assert not any("/C/" in p for p in val_originals)  # a single original stays in training
-    assert np.array_equal(dataset.validation_split(split, 0.2, seed=3)[1], val_idx)
-    assert not np.array_equal(dataset.validation_split(split, 0.2, seed=4)[1], val_idx)
+    assert np.array_equal(resized.validation_split(split, 0.2, seed=3)[1], val_idx)
+    assert not np.array_equal(resized.validation_split(split, 0.2, seed=4)[1], val_idx)
 
 
 def test_streamed_and_in_memory_pipelines_give_the_same_rows():
     images = np.arange(10 * 4 * 4 * 3, dtype=np.uint8).reshape(10, 4, 4, 3)
     labels = np.arange(10, dtype=np.int64)
     indices = np.array([1, 3, 4, 7, 9])
-    in_memory = dataset.make_dataset(images, labels, indices, 2, seed=1)
-    streamed = dataset.make_dataset(images, labels, indices, 2, seed=1, max_in_memory_bytes=0)
+    in_memory = resized.make_dataset(images, labels, indices, 2, seed=1)
+    streamed = resized.make_dataset(images, labels, indices, 2, seed=1, max_in_memory_bytes=0)
     for pipeline in (in_memory, streamed):
         epochs = [np.concatenate([y.numpy() for _, y in pipeline]) for _ in range(2)]
         assert sorted(epochs[0]) == sorted(epochs[1]) == list(indices)
         assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
         x, y = next(iter(pipeline))
         np.testing.assert_array_equal(x.numpy(), images[y.numpy()])
-    ordered = dataset.make_dataset(images, None, None, 4, max_in_memory_bytes=0)
+    ordered = resized.make_dataset(images, None, None, 4, max_in_memory_bytes=0)
     np.testing.assert_array_equal(np.concatenate([x.numpy() for x in ordered]), images)
 
 
 def test_arrays_and_tables_that_disagree_are_rejected(tmp_path, resized_dataset):
     np.save(resized_dataset / "train.npy", np.zeros((5, 32, 32, 3), np.uint8))
     with pytest.raises(PipelineError, match="holds 5 images but .* lists 24"):
-        dataset.load_split("train", resized_dataset)
+        resized.load_split("train", resized_dataset)
     os.remove(resized_dataset / "test.npy")
     with pytest.raises(PipelineError, match="test.npy: not found"):
-        dataset.load_split("test", resized_dataset)
+        resized.load_split("test", resized_dataset)

@@ -11,9 +11,10 @@ import keras
 import numpy as np
 import pytest
 
-from stages import dataset, evaluate, train, tta
-from stages.errors import PipelineError
-from stages.params import parse_section
+from painter_id import model_files, resized, tta
+from stages import evaluate, train
+from painter_id.errors import PipelineError
+from painter_id.params import parse_section
 from tests.test_train import setup_project
 
 
@@ -80,11 +81,11 @@ def test_evaluate_with_tta_scores_the_averaged_predictions(tmp_path, resized_dat
     metrics = json.loads(Path("metrics/eval.json").read_text())
     assert metrics["n_test"] == 9 and set(metrics) == {"accuracy", "top5_accuracy", "balanced_accuracy", "macro_f1",
                                                        "weighted_f1", "macro_precision", "macro_recall", "n_test"}
-    test = dataset.load_split("test")
-    labels = dataset.read_labels()
-    probs = tta.predict_probs(dataset.load_model(), test.images, 4, "flip_crops")
+    test = resized.load_split("test")
+    labels = model_files.read_labels()
+    probs = tta.predict_probs(model_files.load_model(), test.images, 4, "flip_crops")
     with open("metrics/confusion.csv", newline="", encoding="utf-8") as handle:
         predicted = [row["predicted"] for row in csv.DictReader(handle)]
     assert predicted == [labels[i] for i in probs.argmax(axis=1)]
-    assert metrics["accuracy"] == pytest.approx(np.mean(probs.argmax(axis=1) == dataset.encode(
+    assert metrics["accuracy"] == pytest.approx(np.mean(probs.argmax(axis=1) == resized.encode(
         test.artists, labels, "test")))

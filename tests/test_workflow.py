@@ -3,7 +3,7 @@
 One temporary clone of the project on the smallest config: `dvc repro`, commit,
 `dvc exp run -S model.frozen_layers=N`, `dvc metrics diff`, a queued two-point sweep run by
 `dvc queue start`, then the MLflow store (the default one, in the main workspace) must hold
-one finished run per training with the right params, and `stages.compare` must list them.
+one finished run per training with the right params, and `painter-compare` must list them.
 """
 
 from __future__ import annotations
@@ -123,13 +123,13 @@ def test_queued_sweep_ran_and_every_training_is_one_mlflow_run(workflow):
 @pytest.mark.slow
 def test_compare_lists_the_runs(workflow):
     project, _ = workflow
-    proc = run([sys.executable, "-m", "stages.compare", "--format", "csv", "--sort", "macro_f1"], project, env=ENV)
+    proc = run([sys.executable, "-m", "painter_id.compare", "--format", "csv", "--sort", "macro_f1"], project, env=ENV)
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert sorted(int(r["frozen_layers"]) for r in rows) == [0, 10, 20, 40]
     scores = [float(r["macro_f1"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     assert {r["backbone"] for r in rows} == {"MobileNet"} and {r["image_size"] for r in rows} == {"32"}
-    only = run([sys.executable, "-m", "stages.compare", "--where", "model.frozen_layers=40"], project, env=ENV)
+    only = run([sys.executable, "-m", "painter_id.compare", "--where", "model.frozen_layers=40"], project, env=ENV)
     lines = only.stdout.strip().splitlines()
     assert lines[0].split()[:3] == ["run", "backbone", "frozen_layers"] and len(lines) == 2
     assert "frozen40" in lines[1]

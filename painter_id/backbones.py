@@ -20,7 +20,7 @@ from typing import Optional, Sequence, Union
 
 import keras
 
-from stages.errors import PipelineError, first_line
+from painter_id.errors import PipelineError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ PREPROCESS_MODES = ("tf", "torch", "caffe", "none", "unit")
 SCRATCH_BN_MOMENTUM = 0.9
 
 
-@keras.saving.register_keras_serializable(package="stages")
+@keras.saving.register_keras_serializable(package="painter_id")
 class Preprocess(keras.layers.Layer):
     """Raw 0..255 RGB pixels to what a backbone was trained on.
 
@@ -71,6 +71,11 @@ class Preprocess(keras.layers.Layer):
         config = super().get_config()
         config["mode"] = self.mode
         return config
+
+
+# Models saved before the library moved out of ``stages/`` name the layer "stages>Preprocess";
+# the same class under its old name keeps them loading.
+keras.saving.get_custom_objects()["stages>Preprocess"] = Preprocess
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from stages.errors import PipelineError
+from painter_id.errors import PipelineError
 
 PARAMS_FILE = "params.yaml"
 

@@ -1,9 +1,10 @@
 """Compare the MLflow runs of the pipeline side by side, in the terminal.
 
-    python -m stages.compare                          # best accuracy first, as a table
-    python -m stages.compare --sort macro_f1 --where model.backbone=MobileNet
-    python -m stages.compare --format csv > runs.csv
+    painter-compare                          # best accuracy first, as a table
+    painter-compare --sort macro_f1 --where model.backbone=MobileNet
+    painter-compare --format csv > runs.csv
 
+(or ``python -m painter_id.compare``).
 Reads the same store the train stage writes (``mlflow.tracking_uri`` in params.yaml,
 ``$MLFLOW_TRACKING_URI`` overriding), so it needs no server and no browser.
 """
@@ -20,9 +21,10 @@ from typing import Callable, Optional, Sequence
 import mlflow
 from mlflow.entities import Run
 
-from stages import tracking
-from stages.errors import PipelineError, first_line, run_stage
-from stages.params import load_section
+from painter_id import tracking
+from painter_id.errors import PipelineError, first_line
+from painter_id.params import load_section
+from painter_id.runner import run_stage
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,8 @@ def write_csv(rows: list[list], out) -> None:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Command-line flags of ``python -m stages.compare``."""
-    parser = argparse.ArgumentParser(prog="python -m stages.compare", description=__doc__.splitlines()[0])
+    """Command-line flags of ``painter-compare``."""
+    parser = argparse.ArgumentParser(prog="painter-compare", description=__doc__.splitlines()[0])
     parser.add_argument("--sort", default="accuracy", choices=SORTABLE, help="metric to sort by (default: accuracy)")
     parser.add_argument("--ascending", action="store_true", help="smallest first")
     parser.add_argument("--where", action="append", default=[], metavar="PARAM=VALUE",
@@ -154,5 +156,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"no runs in MLflow experiment {experiment!r} at {uri}", file=sys.stderr)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Entry point of the ``painter-compare`` console command."""
     run_stage("compare", main)
+
+
+if __name__ == "__main__":
+    cli()

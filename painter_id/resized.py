@@ -1,34 +1,30 @@
-"""The resized arrays and their labels, and the trained model, as train, evaluate and predict read them.
+"""The resized data set (``data/resized``): its arrays, labels and image format, and ``tf.data`` over them.
 
 ``data/resized/{split}.npy`` is opened memory-mapped; :func:`make_dataset` turns it into a
 ``tf.data`` pipeline (in memory when the rows fit, else streamed from the memory map),
-shuffled per epoch with a seed and prefetched.
+shuffled per epoch with a seed and prefetched. ``data/resized/format.json`` says how the
+images were made (``size``, ``mode``), so later steps take that from the data, not from params.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-import stages.backbones  # noqa: F401  (registers the Preprocess layer before load_model)
-from stages.errors import PipelineError
-from stages.files import read_csv
-from stages.images import RESIZE_MODES
+from painter_id.atomic import write_json
+from painter_id.errors import PipelineError
+from painter_id.inputs import read_csv, read_image_format
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 RESIZED_DIR = Path("data/resized")
-MODEL_FILE = Path("models/model.keras")
-LABELS_FILE = Path("models/labels.json")
-# How the training images were brought to the model's input size: {"size": ..., "mode": ...}.
-PREPROCESSING_FILE = Path("models/preprocessing.json")
+FORMAT_FILE = RESIZED_DIR / "format.json"
 RESIZE_HINT = "run `dvc repro resize` to rebuild data/resized"
-RETRAIN_HINT = "run `dvc repro train` to produce it again"
 
 # Arrays up to this size are copied into memory (fast, simple; TensorFlow also refuses
 # constants over 2 GB); larger ones are streamed from the memory map batch by batch.
@@ -54,25 +50,34 @@ class Split:
         return [source or path for path, source in zip(self.paths, self.sources)]
 
 
+def table_path(name: str, root: os.PathLike | str = RESIZED_DIR) -> Path:
+    """``data/resized/<name>.csv``: the rows of a split, in the order of its array."""
+    return Path(root) / f"{name}.csv"
+
+
+def array_path(name: str, root: os.PathLike | str = RESIZED_DIR) -> Path:
+    """``data/resized/<name>.npy``: the images of a split."""
+    return Path(root) / f"{name}.npy"
+
+
 def load_split(name: str, root: os.PathLike | str = RESIZED_DIR) -> Split:
     """Open ``<root>/<name>.npy`` and ``<root>/<name>.csv`` and check that they belong together."""
-    root = Path(root)
-    array_path, table_path = root / f"{name}.npy", root / f"{name}.csv"
-    rows = read_csv(table_path, ["path", "artist"], RESIZE_HINT)
+    arrays, table = array_path(name, root), table_path(name, root)
+    rows = read_csv(table, ["path", "artist"], RESIZE_HINT)
     try:
-        images = np.load(array_path, mmap_mode="r", allow_pickle=False)
+        images = np.load(arrays, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
-        raise PipelineError(f"{array_path}: not found; {RESIZE_HINT}") from None
+        raise PipelineError(f"{arrays}: not found; {RESIZE_HINT}") from None
     except (OSError, ValueError) as exc:
-        raise PipelineError(f"{array_path}: not a readable .npy array ({exc}); {RESIZE_HINT}") from None
+        raise PipelineError(f"{arrays}: not a readable .npy array ({exc}); {RESIZE_HINT}") from None
     if images.ndim != 4 or images.shape[1] != images.shape[2] or images.shape[3] != 3 or images.dtype != np.uint8:
         raise PipelineError(
-            f"{array_path}: expected uint8 images of shape (N, size, size, 3), found {images.dtype} "
+            f"{arrays}: expected uint8 images of shape (N, size, size, 3), found {images.dtype} "
             f"{images.shape}; {RESIZE_HINT}"
         )
     if len(images) != len(rows):
         raise PipelineError(
-            f"{array_path} holds {len(images)} images but {table_path} lists {len(rows)}; {RESIZE_HINT}"
+            f"{arrays} holds {len(images)} images but {table} lists {len(rows)}; {RESIZE_HINT}"
         )
     return Split(
         images=images,
@@ -80,6 +85,16 @@ def load_split(name: str, root: os.PathLike | str = RESIZED_DIR) -> Split:
         artists=[row["artist"] for row in rows],
         sources=[row.get("source") or "" for row in rows],
     )
+
+
+def write_format(folder: os.PathLike | str, size: int, mode: str) -> None:
+    """Record how the images of ``folder`` (the future ``data/resized``) were made: ``format.json``."""
+    write_json(Path(folder) / FORMAT_FILE.name, {"size": size, "mode": mode})
+
+
+def read_format(path: os.PathLike | str = FORMAT_FILE) -> dict:
+    """``data/resized/format.json``: the ``size`` and resize ``mode`` of the images."""
+    return read_image_format(path, RESIZE_HINT)
 
 
 def class_names(artists: Sequence[str]) -> list[str]:
@@ -97,53 +112,6 @@ def encode(artists: Sequence[str], labels: Sequence[str], where: str) -> np.ndar
             "retrain on the current data: `dvc repro train`"
         )
     return np.array([index[a] for a in artists], dtype=np.int64)
-
-
-def read_train_output(path: os.PathLike | str) -> object:
-    """A JSON file the train stage wrote (``models/*.json``), or a one-line error saying to retrain."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: not found; {RETRAIN_HINT}") from None
-    except (OSError, ValueError) as exc:
-        raise PipelineError(f"{path}: unreadable ({exc}); {RETRAIN_HINT}") from None
-
-
-def read_labels(path: os.PathLike | str = LABELS_FILE) -> list[str]:
-    """The class names the model was trained with (``models/labels.json``)."""
-    labels = read_train_output(path)
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise PipelineError(f"{path}: must be a list of artist names; {RETRAIN_HINT}")
-    return labels
-
-
-def read_preprocessing(path: os.PathLike | str = PREPROCESSING_FILE) -> dict:
-    """``models/preprocessing.json``: the ``size`` and resize ``mode`` of the training images."""
-    info = read_train_output(path)
-    if (not isinstance(info, dict) or info.get("mode") not in RESIZE_MODES
-            or not isinstance(info.get("size"), int) or isinstance(info.get("size"), bool)):
-        raise PipelineError(f"{path}: must hold the training images' size and resize mode; {RETRAIN_HINT}")
-    return info
-
-
-def load_model(path: os.PathLike | str = MODEL_FILE) -> keras.Model:
-    """The trained model, or a one-line error saying how to get one."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path}: not found; {RETRAIN_HINT}")
-    try:
-        return keras.models.load_model(path)
-    except Exception as exc:  # Keras raises many types for a broken or foreign file
-        raise PipelineError(f"{path}: cannot be loaded ({type(exc).__name__}); {RETRAIN_HINT}") from None
-
-
-def check_classes(model: keras.Model, labels: Sequence[str], model_path: os.PathLike | str = MODEL_FILE,
-                  labels_path: os.PathLike | str = LABELS_FILE) -> None:
-    """Stop with a one-line error when the model and its labels file come from different trainings."""
-    if model.output_shape[-1] != len(labels):
-        raise PipelineError(f"{model_path} has {model.output_shape[-1]} classes but {labels_path} "
-                            f"lists {len(labels)}; {RETRAIN_HINT}")
 
 
 def validation_split(split: Split, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -178,6 +146,8 @@ def validation_split(split: Split, fraction: float, seed: int) -> tuple[np.ndarr
 
 def _streamed(images: np.ndarray, labels: Optional[np.ndarray], indices: np.ndarray, batch_size: int,
               seed: Optional[int]) -> tf.data.Dataset:
+    import tensorflow as tf
+
     # A generator local to this dataset (no global state): each pass draws the next,
     # repeatable order.
     rng = np.random.default_rng(seed)
@@ -202,6 +172,9 @@ def make_dataset(images: np.ndarray, labels: Optional[np.ndarray], indices: Opti
     With a ``seed`` the rows are reshuffled every epoch, repeatably; without one they keep
     their order (evaluation, prediction). Pixels stay uint8: the model casts them.
     """
+    # Imported here: the stages that only read arrays (resize, evaluate) start without TensorFlow.
+    import tensorflow as tf
+
     indices = np.arange(len(images)) if indices is None else np.asarray(indices)
     row_bytes = int(np.prod(images.shape[1:])) * images.itemsize
     if len(indices) * row_bytes > max_in_memory_bytes:

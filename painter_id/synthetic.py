@@ -55,13 +55,27 @@ def _colors(rng: np.random.Generator, palette: np.ndarray, n: int, jitter: int =
     return [tuple(int(v) for v in c) for c in np.clip(picks, 0, 255)]
 
 
-def _strokes(draw, rng, w, h, palette, count, angle, spread, length, width) -> None:
-    """``count`` straight strokes around ``angle`` degrees: the painter's brush."""
+@dataclass(frozen=True)
+class Brush:
+    """How a painter lays down straight strokes: how many, in which direction, how long and wide."""
+
+    count: int
+    angle: float  # degrees, the strokes' mean direction
+    spread: float  # degrees either side of ``angle``
+    length: float  # pixels, on average
+    width: int  # pixels
+
+
+def _strokes(draw: ImageDraw.ImageDraw, rng: np.random.Generator, area: tuple[float, float], palette: np.ndarray,
+             brush: Brush) -> None:
+    """``brush.count`` straight strokes over the ``area`` (width, height) from the top left: the painter's hand."""
+    w, h = area
+    count = brush.count
     xs, ys = rng.uniform(0, w, count), rng.uniform(0, h, count)
-    angles = np.deg2rad(angle + rng.uniform(-spread, spread, count))
-    half = length * rng.uniform(0.5, 1.5, count) / 2
+    angles = np.deg2rad(brush.angle + rng.uniform(-brush.spread, brush.spread, count))
+    half = brush.length * rng.uniform(0.5, 1.5, count) / 2
     dx, dy = np.cos(angles) * half, np.sin(angles) * half
-    widths = rng.integers(max(1, width - 1), width + 2, count)
+    widths = rng.integers(max(1, brush.width - 1), brush.width + 2, count)
     for x, y, ex, ey, c, wd in zip(xs, ys, dx, dy, _colors(rng, palette, count), widths):
         draw.line([(x - ex, y - ey), (x + ex, y + ey)], fill=c, width=int(wd))
 
@@ -72,7 +86,7 @@ def _horizon(draw, rng, w, h, palette) -> None:
     sky, land = _colors(rng, palette[:2], 1)[0], _colors(rng, palette[2:], 1)[0]
     draw.rectangle([0, 0, w, line], fill=sky)
     draw.rectangle([0, line, w, h], fill=land)
-    _strokes(draw, rng, w, line, palette[:2], w * line // 40, 0, 8, w * 0.12, 2)
+    _strokes(draw, rng, (w, line), palette[:2], Brush(w * line // 40, 0, 8, w * 0.12, 2))
     n = w * (h - line) // 40
     xs, ys = rng.uniform(0, w, n), rng.uniform(line, h, n)
     for x, y, c in zip(xs, ys, _colors(rng, palette[2:], n)):
@@ -86,13 +100,13 @@ def _blobs(draw, rng, w, h, palette) -> None:
         cx, cy = rng.normal(w / 2, w / 8), rng.normal(h / 2, h / 8)
         rx, ry = rng.uniform(0.1, 0.3) * w, rng.uniform(0.1, 0.3) * h
         draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=c)
-    _strokes(draw, rng, w, h, palette, w * h // 60, 0, 180, 6, 2)
+    _strokes(draw, rng, (w, h), palette, Brush(w * h // 60, 0, 180, 6, 2))
 
 
 def _vertical(draw, rng, w, h, palette) -> None:
     # Long, thick, near-vertical strokes over the whole canvas.
     draw.rectangle([0, 0, w, h], fill=_colors(rng, palette, 1)[0])
-    _strokes(draw, rng, w, h, palette, w * h // 70, 90, 7, h * 0.45, 4)
+    _strokes(draw, rng, (w, h), palette, Brush(w * h // 70, 90, 7, h * 0.45, 4))
 
 
 def _dots(draw, rng, w, h, palette) -> None:
@@ -122,7 +136,7 @@ def _blocks(draw, rng, w, h, palette) -> None:
 def _hatching(draw, rng, w, h, palette) -> None:
     # Long thin diagonal strokes, all leaning the same way.
     draw.rectangle([0, 0, w, h], fill=_colors(rng, palette, 1)[0])
-    _strokes(draw, rng, w, h, palette, w * h // 45, 45, 6, max(w, h) * 0.3, 1)
+    _strokes(draw, rng, (w, h), palette, Brush(w * h // 45, 45, 6, max(w, h) * 0.3, 1))
 
 
 def _swirls(draw, rng, w, h, palette) -> None:
@@ -138,11 +152,11 @@ def _swirls(draw, rng, w, h, palette) -> None:
 def _chiaroscuro(draw, rng, w, h, palette) -> None:
     # A dark ground with one lit oval figure, finely brushed.
     draw.rectangle([0, 0, w, h], fill=_colors(rng, palette[:1], 1)[0])
-    _strokes(draw, rng, w, h, palette[:2], w * h // 50, rng.uniform(0, 180), 30, 5, 1)
+    _strokes(draw, rng, (w, h), palette[:2], Brush(w * h // 50, rng.uniform(0, 180), 30, 5, 1))
     cx, cy = w * rng.uniform(0.35, 0.65), h * rng.uniform(0.3, 0.6)
     rx, ry = w * rng.uniform(0.12, 0.22), h * rng.uniform(0.18, 0.3)
     draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=_colors(rng, palette[2:], 1)[0])
-    _strokes(draw, rng, w, h, palette[1:], w * h // 120, 90, 40, 4, 1)
+    _strokes(draw, rng, (w, h), palette[1:], Brush(w * h // 120, 90, 40, 4, 1))
 
 
 def _shards(draw, rng, w, h, palette) -> None:
@@ -166,7 +180,7 @@ def _engraving(draw, rng, w, h, palette) -> None:
     draw.rectangle([0, 0, w, h], fill=_colors(rng, palette[-1:], 1)[0])
     base = rng.uniform(0, 180)
     for angle in (base, base + 90):
-        _strokes(draw, rng, w, h, palette[:-1], w * h // 90, angle, 4, 12, 1)
+        _strokes(draw, rng, (w, h), palette[:-1], Brush(w * h // 90, angle, 4, 12, 1))
 
 
 def _rings(draw, rng, w, h, palette) -> None:

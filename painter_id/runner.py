@@ -1,4 +1,4 @@
-"""One-line errors for users, and the runner every stage's ``__main__`` goes through."""
+"""The runner every stage's and command's ``__main__`` goes through: logging, signals, exit codes."""
 
 from __future__ import annotations
 
@@ -8,21 +8,7 @@ import signal
 import sys
 from typing import Callable, NoReturn
 
-log = logging.getLogger("stages")
-
-
-class PipelineError(Exception):
-    """A problem the user can fix: bad input, a bad param, a missing file or service.
-
-    The message is shown as one line, without a traceback, so it must name the file or
-    param at fault and say what to do.
-    """
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name when the message is empty."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+from painter_id.errors import PipelineError
 
 
 def _raise_interrupt(signum, frame) -> NoReturn:

@@ -29,8 +29,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from stages.files import atomic_path, main_workspace, write_json
-from stages.images import sha256_file
+from painter_id.atomic import atomic_path, write_json
+from painter_id.images import sha256_file
+from painter_id.workspace import main_workspace
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,14 @@
-"""Command ``predict``: which painter made these paintings? (not a DVC stage)
+"""Command ``painter-predict``: which painter made these paintings? (not a DVC stage)
 
-    python -m stages.predict IMAGE_OR_FOLDER... [--model models/model.keras]
+    painter-predict IMAGE_OR_FOLDER... [--model models/model.keras]
         [--labels models/labels.json] [--top-k 3] [--tta none|flip|flip_crops]
 
 Prints CSV to stdout, ``path,rank,artist,probability``, the ``--top-k`` most likely artists
 of each image, most likely first. Folders are searched recursively for image files. A file
 that cannot be read gets one row ``path,0,ERROR: <reason>,`` and the others go on.
 
-New images go through the pipeline's own code: :func:`stages.images.load_square` with the
+Also ``python -m painter_id.predict``. New images go through the pipeline's own code:
+:func:`painter_id.images.load_square` with the
 size of the model's input and the ``resize.mode`` the training images were made with
 (``models/preprocessing.json``, written by train), then the model's own Preprocess layer.
 """
@@ -19,6 +20,7 @@ import csv
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
@@ -26,10 +28,11 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from stages import dataset, tta
-from stages.errors import PipelineError, run_stage
-from stages.images import ImageRejected, is_image_name, load_square
-from stages.params import PARAMS_FILE, DataParams, load_section
+from painter_id import model_files, tta
+from painter_id.errors import PipelineError
+from painter_id.images import ImageRejected, is_image_name, load_square
+from painter_id.params import PARAMS_FILE, DataParams, load_section
+from painter_id.runner import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +68,12 @@ def resize_mode(model_path: Path, size: int) -> str:
     Read from ``preprocessing.json`` beside the model; a model without one (trained before
     it existed) falls back to ``params.yaml`` in the current folder, else ``pad``.
     """
-    info_path = model_path.parent / dataset.PREPROCESSING_FILE.name
+    info_path = model_path.parent / model_files.PREPROCESSING_FILE.name
     if info_path.exists():
-        info = dataset.read_preprocessing(info_path)
+        info = model_files.read_preprocessing(info_path)
         if info["size"] != size:
             raise PipelineError(f"{info_path} says {info['size']} px but {model_path} takes {size} px: they come "
-                                f"from different trainings; {dataset.RETRAIN_HINT}")
+                                f"from different trainings; {model_files.RETRAIN_HINT}")
         return info["mode"]
     mode = load_section("resize").mode if Path(PARAMS_FILE).exists() else DEFAULT_MODE
     log.warning("%s: not found; resizing images with mode %r (%s)", info_path, mode,
@@ -84,34 +87,51 @@ def ranked(probs: np.ndarray, labels: Sequence[str], top_k: int) -> list[tuple[i
     return [(rank, labels[c], f"{probs[c]:.6f}") for rank, c in enumerate(order, start=1)]
 
 
-def predict_files(paths: Sequence[Path], model: keras.Model, labels: Sequence[str], top_k: int, mode: str, tta_mode: str,
-                  batch_size: int, out: TextIO) -> int:
-    """Write the CSV rows of ``paths`` to ``out``, ``batch_size`` images at a time; return the error count.
+@dataclass(frozen=True)
+class Predictor:
+    """A trained model with what it takes to use it: its labels, the resize mode, how to predict."""
+
+    model: keras.Model
+    labels: Sequence[str]
+    mode: str  # resize mode of the training images (pad, crop, stretch)
+    top_k: int = 3
+    tta: str = "none"
+    batch_size: int = 32
+
+    @property
+    def size(self) -> int:
+        """Side of the square images the model takes."""
+        return int(self.model.input_shape[1])
+
+
+def predict_files(paths: Sequence[Path], predictor: Predictor, out: TextIO) -> int:
+    """Write the CSV rows of ``paths`` to ``out``, a batch of images at a time; return the error count.
 
     Only one batch of decoded images is held at a time, so a folder of any size fits in memory.
     """
-    size = int(model.input_shape[1])
     max_pixels = DataParams().max_pixels  # the download stage's guard against decompression bombs
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
     errors = 0
+    batch_size = predictor.batch_size
     with tqdm(total=len(paths), desc="predict", unit="img") as progress:
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
             arrays, results = [], []
             for path in chunk:
                 try:
-                    arrays.append(load_square(path, size, mode, max_pixels=max_pixels))
+                    arrays.append(load_square(path, predictor.size, predictor.mode, max_pixels=max_pixels))
                     results.append(None)
                 except ImageRejected as exc:
                     results.append(str(exc))
-            probs = iter(tta.predict_probs(model, np.stack(arrays), len(arrays), tta_mode) if arrays else [])
+            probs = iter(tta.predict_probs(predictor.model, np.stack(arrays), len(arrays), predictor.tta)
+                         if arrays else [])
             for path, error in zip(chunk, results):
                 if error is not None:
                     errors += 1
                     writer.writerow([path, 0, f"ERROR: {error}", ""])
                 else:
-                    writer.writerows([path, *row] for row in ranked(next(probs), labels, top_k))
+                    writer.writerows([path, *row] for row in ranked(next(probs), predictor.labels, predictor.top_k))
             out.flush()
             progress.update(len(chunk))
     return errors
@@ -126,12 +146,12 @@ def positive_int(text: str) -> int:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m stages.predict",
+        prog="painter-predict",
         description="Print the most likely painters of images (CSV: path,rank,artist,probability).",
     )
     parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER",
                         help="image files, or folders searched recursively for images")
-    parser.add_argument("--model", type=Path, default=dataset.MODEL_FILE, help="default: %(default)s")
+    parser.add_argument("--model", type=Path, default=model_files.MODEL_FILE, help="default: %(default)s")
     parser.add_argument("--labels", type=Path, default=None,
                         help="the model's artist names (default: labels.json beside the model)")
     parser.add_argument("--top-k", type=positive_int, default=3,
@@ -145,19 +165,25 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Predict the painters of the images named in ``argv`` (default: the command line)."""
     args = parse_args(argv)
-    model = dataset.load_model(args.model)
-    labels_path = args.labels or args.model.parent / dataset.LABELS_FILE.name
-    labels = dataset.read_labels(labels_path)
-    dataset.check_classes(model, labels, args.model, labels_path)
+    model = model_files.load_model(args.model)
+    labels_path = args.labels or args.model.parent / model_files.LABELS_FILE.name
+    labels = model_files.read_labels(labels_path)
+    model_files.check_classes(model, labels, args.model, labels_path)
     mode = resize_mode(args.model, int(model.input_shape[1]))
     top_k = min(args.top_k, len(labels))
     if top_k < args.top_k:
         log.warning("--top-k %d: the model knows only %d artists; printing %d per image",
                     args.top_k, len(labels), top_k)
     paths = find_images(args.paths)
-    errors = predict_files(paths, model, labels, top_k, mode, args.tta, args.batch_size, sys.stdout)
+    predictor = Predictor(model, labels, mode, top_k, args.tta, args.batch_size)
+    errors = predict_files(paths, predictor, sys.stdout)
     log.info("%d images, %d unreadable", len(paths), errors)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Entry point of the ``painter-predict`` console command."""
     run_stage("predict", main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,4 +1,4 @@
-"""Where and at what precision training runs: ``train.strategy`` and ``train.precision``.
+"""Which devices and machines training runs on: ``train.strategy`` as a ``tf.distribute`` strategy.
 
 ``auto`` trains on every local GPU when there are several (``MirroredStrategy``), else on the
 default device; ``mirrored`` always uses ``MirroredStrategy``, over every local GPU or, on a
@@ -13,10 +13,9 @@ import json
 import logging
 import os
 
-import keras
 import tensorflow as tf
 
-from stages.errors import PipelineError
+from painter_id.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +68,3 @@ def check_batch_size(strategy: tf.distribute.Strategy, batch_size: int) -> None:
             f"params.yaml: train.batch_size is {batch_size} but training runs on {replicas} replicas; "
             f"use a multiple of {replicas} (each replica gets batch_size / {replicas} images)"
         )
-
-
-def set_precision(policy: str) -> None:
-    """Apply ``train.precision`` to every layer built from now on (the softmax stays float32).
-
-    Keras keeps the policy per process; the train stage sets it every time, float32 included.
-    """
-    keras.mixed_precision.set_global_policy(policy)

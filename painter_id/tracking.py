@@ -24,10 +24,10 @@ from filelock import FileLock, Timeout
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 
-from stages.errors import PipelineError, first_line
-from stages.sources import redact_url
-from stages.files import git_output, main_workspace
-from stages.params import MlflowParams
+from painter_id.errors import PipelineError, first_line
+from painter_id.params import MlflowParams
+from painter_id.urls import redact_url
+from painter_id.workspace import git_output, main_workspace
 
 log = logging.getLogger(__name__)
 

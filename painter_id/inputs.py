@@ -1,0 +1,61 @@
+"""Reading what an earlier stage wrote (CSV tables, JSON files), with one-line errors that say what to rerun."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+from painter_id.errors import PipelineError
+from painter_id.images import RESIZE_MODES
+
+
+def read_csv(path: os.PathLike | str, columns: Sequence[str], hint: str) -> list[dict[str, str]]:
+    """Read a CSV an earlier stage wrote as a list of rows of strings.
+
+    A missing or unreadable file, a missing column, an empty value in one of ``columns``
+    or a file without rows is a one-line :class:`PipelineError` ending with ``hint``
+    (what to run to produce the file again).
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise PipelineError(f"{path}: missing column(s) {', '.join(missing)}; {hint}")
+            rows = list(reader)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found; {hint}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise PipelineError(f"{path}: unreadable ({exc}); {hint}") from None
+    if not rows:
+        raise PipelineError(f"{path}: has no rows; {hint}")
+    for line, row in enumerate(rows, start=2):
+        empty = [c for c in columns if not (row.get(c) or "").strip()]
+        if empty:
+            raise PipelineError(f"{path}: line {line} has no {', '.join(empty)}; {hint}")
+    return rows
+
+
+def read_json(path: os.PathLike | str, hint: str) -> object:
+    """A JSON file an earlier stage wrote; missing or unreadable is a one-line error ending with ``hint``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found; {hint}") from None
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"{path}: unreadable ({exc}); {hint}") from None
+
+
+def read_image_format(path: os.PathLike | str, hint: str) -> dict:
+    """A ``{"size": int, "mode": resize mode}`` file (``data/resized/format.json``, ``models/preprocessing.json``)."""
+    info = read_json(path, hint)
+    size = info.get("size") if isinstance(info, dict) else None
+    if (not isinstance(info, dict) or info.get("mode") not in RESIZE_MODES
+            or not isinstance(size, int) or isinstance(size, bool)):
+        raise PipelineError(f"{path}: must hold the images' size and resize mode; {hint}")
+    return info

@@ -1,0 +1,65 @@
+"""The files a training leaves in ``models/``: the Keras model, its labels, its image format, its MLflow run.
+
+Everything that reads them (evaluate, predict) goes through here, so a missing, damaged or
+mismatched file is always the same one-line error saying to retrain.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import keras
+
+import painter_id.backbones  # noqa: F401  (registers the Preprocess layer before load_model)
+from painter_id.errors import PipelineError
+from painter_id.inputs import read_image_format, read_json
+
+MODEL_FILE = Path("models/model.keras")
+LABELS_FILE = Path("models/labels.json")
+# How the training images were brought to the model's input size: {"size": ..., "mode": ...}.
+PREPROCESSING_FILE = Path("models/preprocessing.json")
+# The MLflow run of the training: {"run_id": ..., "experiment_id": ..., "tracking_uri": ...}.
+RUN_FILE = Path("models/run.json")
+RETRAIN_HINT = "run `dvc repro train` to produce it again"
+
+
+def read_labels(path: os.PathLike | str = LABELS_FILE) -> list[str]:
+    """The class names the model was trained with (``models/labels.json``)."""
+    labels = read_json(path, RETRAIN_HINT)
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise PipelineError(f"{path}: must be a list of artist names; {RETRAIN_HINT}")
+    return labels
+
+
+def read_preprocessing(path: os.PathLike | str = PREPROCESSING_FILE) -> dict:
+    """``models/preprocessing.json``: the ``size`` and resize ``mode`` of the training images."""
+    return read_image_format(path, RETRAIN_HINT)
+
+
+def read_run(path: os.PathLike | str = RUN_FILE) -> dict:
+    """``models/run.json``: the MLflow run of the training."""
+    run = read_json(path, RETRAIN_HINT)
+    if not isinstance(run, dict) or not run.get("run_id"):
+        raise PipelineError(f"{path}: has no run_id; {RETRAIN_HINT}")
+    return run
+
+
+def load_model(path: os.PathLike | str = MODEL_FILE) -> keras.Model:
+    """The trained model, or a one-line error saying how to get one."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: not found; {RETRAIN_HINT}")
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:  # Keras raises many types for a broken or foreign file
+        raise PipelineError(f"{path}: cannot be loaded ({type(exc).__name__}); {RETRAIN_HINT}") from None
+
+
+def check_classes(model: keras.Model, labels: Sequence[str], model_path: os.PathLike | str = MODEL_FILE,
+                  labels_path: os.PathLike | str = LABELS_FILE) -> None:
+    """Stop with a one-line error when the model and its labels file come from different trainings."""
+    if model.output_shape[-1] != len(labels):
+        raise PipelineError(f"{model_path} has {model.output_shape[-1]} classes but {labels_path} "
+                            f"lists {len(labels)}; {RETRAIN_HINT}")
