@@ -21,6 +21,8 @@ Image.MAX_IMAGE_PIXELS = None
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 RESIZE_MODES = ("pad", "crop", "stretch")
+# The full-scale value of each one-channel mode deeper than 8 bits.
+HIGH_DEPTH_RANGE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
 
 
 class ImageRejected(Exception):
@@ -82,13 +84,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a malformed EXIF block must not cost us the image
         pass
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = arr.max() if arr.size else 0
-        # 16-bit PNGs span 0..65535; scale by the format's range, not the image's, so a dark
-        # image stays dark.
-        scale = 255.0 / (65535.0 if peak > 255 else 255.0)
-        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
+    if img.mode in HIGH_DEPTH_RANGE:
+        img = to_8bit(img)
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -100,9 +97,26 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
+def to_8bit(img: Image.Image) -> Image.Image:
+    """A one-channel 16-bit, 32-bit or float image as 8-bit ``L``, scaled by its mode's range.
+
+    The range is the mode's, never the image's own maximum, so a dark 16-bit image stays
+    dark: ``I;16*`` and ``I`` span 0..65535, ``F`` (float TIFF) spans 0..1; values outside
+    are clipped and NaN is black. (16-bit RGB and RGBA PNGs are already brought to 8 bits
+    by Pillow when it opens them.)
+    """
+    arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0)
+    scaled = np.clip(np.rint(arr * (255.0 / HIGH_DEPTH_RANGE[img.mode])), 0, 255)
+    return Image.fromarray(scaled.astype(np.uint8), "L")
+
+
 def load_rgb(path: os.PathLike | str, max_pixels: Optional[int] = None, draft_size: Optional[int] = None) -> Image.Image:
-    """:func:`open_image` then :func:`to_rgb`."""
-    return to_rgb(open_image(path, max_pixels=max_pixels, draft_size=draft_size))
+    """:func:`open_image` then :func:`to_rgb`; a mode that cannot become RGB is :class:`ImageRejected` too."""
+    img = open_image(path, max_pixels=max_pixels, draft_size=draft_size)
+    try:
+        return to_rgb(img)
+    except Exception as exc:  # Pillow raises ValueError, OSError... for modes it cannot convert
+        raise ImageRejected(f"unsupported image mode {img.mode}: {type(exc).__name__}") from None
 
 
 def fit_square(img: Image.Image, size: int, mode: str = "pad") -> Image.Image:

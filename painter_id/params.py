@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,13 +23,26 @@ import yaml
 from painter_id.errors import PipelineError
 
 PARAMS_FILE = "params.yaml"
+# A params file is a few kB; these bound what a hostile one (huge, or an alias bomb) can cost.
+MAX_PARAMS_BYTES = 1 << 20
+MAX_PARAMS_NODES = 10_000
+# Integers must fit the 64-bit ints of NumPy, TensorFlow and MLflow.
+MAX_INT = 2**63 - 1
+
+
+def show(value: Any) -> str:
+    """A short ``repr`` of a param value for an error message, whatever its size (never unbounded)."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxtuple = 2, 4, 4, 4
+    short.maxstring, short.maxother, short.maxlong = 60, 60, 40
+    return short.repr(value)
 
 
 def _check_choice(section: str, name: str, value: Any, choices: typing.Iterable[Any]) -> None:
     choices = list(choices)
     if value not in choices:
         raise PipelineError(
-            f"params.yaml: {section}.{name} is {value!r}; use one of {', '.join(map(str, choices))}"
+            f"params.yaml: {section}.{name} is {show(value)}; use one of {', '.join(map(str, choices))}"
         )
 
 
@@ -46,7 +61,7 @@ def _check_range(
         lo = "-inf" if low is None else f"{low}"
         hi = "inf" if high is None else f"{high}"
         interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-        raise PipelineError(f"params.yaml: {section}.{name} is {value!r}; it must lie in {interval}")
+        raise PipelineError(f"params.yaml: {section}.{name} is {show(value)}; it must lie in {interval}")
 
 
 @dataclass(frozen=True)
@@ -155,7 +170,7 @@ class ModelParams:
         s = "model"
         if isinstance(self.frozen_layers, str) and self.frozen_layers != "all":
             raise PipelineError(
-                f"params.yaml: model.frozen_layers is {self.frozen_layers!r}; "
+                f"params.yaml: model.frozen_layers is {show(self.frozen_layers)}; "
                 "use a number of layers (0 trains everything) or 'all'"
             )
         if isinstance(self.frozen_layers, int):
@@ -164,7 +179,7 @@ class ModelParams:
         _check_range(s, "dropout", self.dropout, 0, 1, high_open=True)
         _check_range(s, "l2", self.l2, 0)
         if len(set(self.pooled_layers)) != len(self.pooled_layers):
-            raise PipelineError(f"params.yaml: model.pooled_layers {list(self.pooled_layers)} names a layer twice; "
+            raise PipelineError(f"params.yaml: model.pooled_layers {show(list(self.pooled_layers))} names a layer twice; "
                                 "list each layer once")
 
 
@@ -275,12 +290,12 @@ def _coerce(section: str, name: str, value: Any, tp: Any) -> Any:
                 return _coerce(section, name, value, option)
             except PipelineError:
                 continue
-        raise PipelineError(f"params.yaml: {section}.{name} is {value!r}; it must be {_type_name(tp)}")
+        raise PipelineError(f"params.yaml: {section}.{name} is {show(value)}; it must be {_type_name(tp)}")
     if origin is tuple:  # a YAML list of strings, e.g. model.pooled_layers
         if value is None:
             return ()
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise PipelineError(f"params.yaml: {section}.{name} is {value!r}; it must be {_type_name(tp)}, "
+            raise PipelineError(f"params.yaml: {section}.{name} is {show(value)}; it must be {_type_name(tp)}, "
                                 "e.g. [conv_pw_11_relu, conv_pw_12_relu]")
         return tuple(value)
     ok = (
@@ -290,14 +305,20 @@ def _coerce(section: str, name: str, value: Any, tp: Any) -> Any:
         or (tp is str and isinstance(value, str))
     )
     if not ok:
-        raise PipelineError(f"params.yaml: {section}.{name} is {value!r}; it must be {_type_name(tp)}")
+        raise PipelineError(f"params.yaml: {section}.{name} is {show(value)}; it must be {_type_name(tp)}")
+    # NaN and infinity pass every range check (NaN compares false) and then break TensorFlow,
+    # Keras or urllib; huge integers overflow their 64-bit ints.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PipelineError(f"params.yaml: {section}.{name} is {show(value)}; it must be a finite number")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise PipelineError(f"params.yaml: {section}.{name} is {show(value)}; it must lie in [-2^63, 2^63)")
     return float(value) if tp is float else value
 
 
 def parse_section(section: str, raw: Optional[dict]) -> Any:
     """Build and validate the dataclass of ``section`` from its raw mapping."""
     cls = SECTIONS[section]
-    raw = raw or {}
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise PipelineError(f"params.yaml: section '{section}' must be a mapping of keys to values")
     hints = typing.get_type_hints(cls)
@@ -305,33 +326,81 @@ def parse_section(section: str, raw: Optional[dict]) -> Any:
     values = {}
     for key, value in raw.items():
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
+            close = difflib.get_close_matches(str(key)[:100], known, n=1)
             hint = f"did you mean {section}.{close[0]}?" if close else f"valid keys: {', '.join(known)}"
-            raise PipelineError(f"params.yaml: unknown key {section}.{key}; {hint}")
+            raise PipelineError(f"params.yaml: unknown key {section}.{str(key)[:60]}; {hint}")
         values[key] = _coerce(section, key, value, hints[key])
     params = cls(**values)
     params.validate()
     return params
 
 
-def read_params_file(path: os.PathLike | str = PARAMS_FILE) -> dict:
-    """Read ``params.yaml`` as a plain mapping, with one-line errors for a missing or broken file."""
-    path = Path(path)
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable):
+                if key in seen:
+                    raise PipelineError(f"params.yaml: key {show(key)} appears twice "
+                                        f"(line {key_node.start_mark.line + 1}); keep one")
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _count_nodes(value: Any, budget: int) -> int:
+    """``budget`` less the values in ``value`` counted with every alias expanded; below 0 means too many."""
+    stack = [value]
+    while stack and budget >= 0:
+        item = stack.pop()
+        budget -= 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return budget
+
+
+def _parse_yaml(path: Path) -> Any:
+    """The YAML value of ``path``, bounded in size and in aliases (a "billion laughs" bomb is refused)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if path.stat().st_size > MAX_PARAMS_BYTES:
+            raise PipelineError(f"{path}: larger than {MAX_PARAMS_BYTES} bytes; a params file is a few kB, check it")
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except FileNotFoundError:
-        raise PipelineError(f"{path}: not found; run the stage from the project root, where params.yaml lives")
+        raise PipelineError(f"{path}: not found; run the stage from the project root, where params.yaml lives") from None
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); "
+                            "it must be a readable file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise PipelineError(f"{path}: not valid YAML{where}; fix the syntax and run again")
+        raise PipelineError(f"{path}: not valid YAML{where}; fix the syntax and run again") from None
+    except RecursionError:
+        raise PipelineError(f"{path}: nested too deeply; fix the file") from None
+    if _count_nodes(raw, MAX_PARAMS_NODES) < 0:
+        raise PipelineError(f"{path}: holds more than {MAX_PARAMS_NODES} values once its aliases (*name) are "
+                            "expanded; write the values out")
+    return raw
+
+
+def read_params_file(path: os.PathLike | str = PARAMS_FILE) -> dict:
+    """Read ``params.yaml`` as a plain mapping, with one-line errors for a missing or broken file."""
+    path = Path(path)
+    raw = _parse_yaml(path)
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        raise PipelineError(f"{path}: must be a mapping of sections ({', '.join(SECTIONS)})")
+        raise PipelineError(f"{path}: must be a mapping of sections ({', '.join(SECTIONS)}), not {type(raw).__name__}")
     unknown = [k for k in raw if k not in SECTIONS]
     if unknown:
         close = difflib.get_close_matches(str(unknown[0]), list(SECTIONS), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"valid sections: {', '.join(SECTIONS)}"
-        raise PipelineError(f"{path}: unknown section '{unknown[0]}'; {hint}")
+        raise PipelineError(f"{path}: unknown section {show(unknown[0])}; {hint}")
     return raw
 
 

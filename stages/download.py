@@ -38,18 +38,53 @@ log = logging.getLogger(__name__)
 
 OUT = Path("data/raw")
 MANIFEST_FIELDS = ["path", "artist", "sha256", "width", "height", "mode"]
+# Control characters and separators (tab, newline, no-break space...) are blanks in a name.
+BLANK_CATEGORIES = {"Cc", "Zs", "Zl", "Zp"}
+MAX_NAME_BYTES = 255  # the longest file or folder name common file systems allow
 
 
 def artist_key(name: str) -> str:
     """Matching key: ``Albrecht_Durer``, ``Albrecht_Dürer`` and ``Albrecht Dürer`` give the same."""
-    decomposed = unicodedata.normalize("NFKD", nfc(name).replace("_", " "))
+    decomposed = unicodedata.normalize("NFKD", artist_name(name))
     bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(bare.casefold().split())
 
 
 def folder_name(artist: str) -> str:
-    """Output folder of an artist: the NFC name with spaces (and any path separator) as ``_``."""
-    return nfc(artist).replace(" ", "_").replace("/", "_").replace("\\", "_")
+    """Output folder of an artist: the NFC name with spaces (and any path separator) as ``_``.
+
+    A leading ``.`` gets a ``_`` before it, so ``.`` and ``..`` never name a folder above.
+    """
+    name = nfc(artist).replace(" ", "_").replace("/", "_").replace("\\", "_")
+    return f"_{name}" if name.startswith(".") else name
+
+
+def shown(name: str) -> str:
+    """``name`` as text that can be written anywhere: bytes that are not UTF-8 as ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def name_problem(name: str) -> Optional[str]:
+    """Why a file or folder name cannot become a path in data/raw and a CSV cell, or ``None``.
+
+    The one rule every name from a source goes through: it must be UTF-8 (Linux allows any
+    bytes; the CSVs, MLflow and plots need text).
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"name is not valid UTF-8 ({shown(name)}); rename it"
+    return None
+
+
+def artist_name(text: str) -> str:
+    """The artist a folder name (or an ``artists.csv`` name) stands for; empty when nothing is left.
+
+    NFC, ``_`` as a space, control characters and runs of white space as one space, trimmed.
+    Every other character is kept: names are user data, and every writer must take them.
+    """
+    spaced = "".join(" " if unicodedata.category(ch) in BLANK_CATEGORIES else ch for ch in nfc(text).replace("_", " "))
+    return " ".join(spaced.split())
 
 
 @dataclass(frozen=True)
@@ -60,6 +95,7 @@ class Candidate:
     rel: str  # NFC path relative to the source root, as written in rejected.csv
     artist: str
     out: str  # path relative to data/raw
+    problem: Optional[str] = None  # why it is rejected before decoding (its name, a link)
 
 
 def read_artists(path: Optional[Path]) -> tuple[list[str], list[dict[str, str]]]:
@@ -76,28 +112,48 @@ def read_artists(path: Optional[Path]) -> tuple[list[str], list[dict[str, str]]]
     if "name" not in columns:
         raise PipelineError(f"{path}: has no 'name' column; it must list artists as in the Kaggle artists.csv")
     for row in rows:
-        row["name"] = nfc((row.get("name") or "").strip())
+        row["name"] = artist_name(row.get("name") or "")
     return columns, [row for row in rows if row["name"]]
 
 
+def folder_problem(folder: Path, artist: str) -> Optional[str]:
+    """Why no file of an artist folder can be kept because of the folder's name, or ``None``."""
+    problem = name_problem(folder.name)
+    if problem:
+        return f"artist folder {problem}"
+    if not artist:
+        return (f"artist folder name {folder.name!r} is blank once underscores, spaces and control characters "
+                "are removed; rename the folder")
+    if len(folder_name(artist).encode("utf-8")) > MAX_NAME_BYTES:
+        return f"artist name {artist[:40]!r}... is longer than {MAX_NAME_BYTES} bytes as a folder name; shorten it"
+    return None
+
+
 def find_candidates(layout: Layout, names: list[str]) -> list[Candidate]:
-    """Every image-named file of every artist folder, matched to an ``artists.csv`` name, sorted."""
+    """Every image-named file of every artist folder, matched to an ``artists.csv`` name, sorted.
+
+    Links policy: a symbolic link is never followed (it could point anywhere, and its
+    target would be copied into data/raw and the DVC remote); a linked file is listed in
+    rejected.csv, a linked folder is skipped (see :mod:`painter_id.layout`).
+    """
     by_key = {}
     for name in names:
         by_key.setdefault(artist_key(name), name)
     found = []
     for folder in layout.artist_dirs:
-        artist = by_key.get(artist_key(folder.name))
-        if artist is None:
-            artist = nfc(folder.name).replace("_", " ")
-            if names:
-                log.warning("folder %s matches no artists.csv row; keeping it as artist %r", folder.name, artist)
+        artist = "" if name_problem(folder.name) else by_key.get(artist_key(folder.name)) or artist_name(folder.name)
+        problem = folder_problem(folder, artist)
+        if names and not problem and artist_key(folder.name) not in by_key:
+            log.warning("folder %s matches no artists.csv row; keeping it as artist %r", folder.name, artist)
         for src in sorted(folder.iterdir()):
             # Hidden files (.DS_Store, ._x.jpg) and non-image suffixes are not paintings: skipped silently.
-            if src.is_file() and is_image_name(src):
-                rel = nfc(src.relative_to(layout.root).as_posix())
-                out = f"images/{folder_name(artist)}/{nfc(src.name)}"
-                found.append(Candidate(src, rel, artist, out))
+            if not is_image_name(src) or not (src.is_file() or src.is_symlink()):
+                continue
+            why = problem or name_problem(src.name)
+            if src.is_symlink():
+                why = "symbolic link: links are not followed; copy the file itself into the folder"
+            rel = shown(nfc(src.relative_to(layout.root).as_posix()))
+            found.append(Candidate(src, rel, artist, f"images/{folder_name(artist)}/{nfc(src.name)}", why))
     return sorted(found, key=lambda c: c.rel)
 
 
@@ -147,7 +203,9 @@ def screen(candidates: list[Candidate], results: list) -> tuple[list[tuple[Candi
     first_by_sha: dict[str, Candidate] = {}
     first_by_out: dict[str, Candidate] = {}
     for cand, result in zip(candidates, results):
-        if isinstance(result, str):
+        if cand.problem:
+            rejected.append((cand.rel, cand.problem))
+        elif isinstance(result, str):
             rejected.append((cand.rel, result))
         elif cand.out in first_by_out:
             kept_rel = first_by_out[cand.out].rel
@@ -169,7 +227,9 @@ def ingest(root: Path, out: Path, params: DataParams) -> None:
     if layout.artists_csv is None:
         log.info("%s: no artists.csv; building one from the artist folders", root)
     candidates = find_candidates(layout, [row["name"] for row in artist_rows])
-    results = inspect_all([str(c.src) for c in candidates], params.max_pixels)
+    readable = [c for c in candidates if not c.problem]
+    decoded = dict(zip(readable, inspect_all([str(c.src) for c in readable], params.max_pixels)))
+    results = [decoded.get(c) for c in candidates]
 
     kept, rejected = screen(candidates, results)
 
