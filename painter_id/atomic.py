@@ -33,6 +33,40 @@ def ensure_writable_dir(path: os.PathLike | str) -> Path:
     return parent
 
 
+def process_alive(pid: int) -> bool:
+    """True while process ``pid`` exists on this machine (a reused pid reads as alive: the safe side)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid > 0
+    return True
+
+
+def remove_stale(parent: Path, prefix: str) -> None:
+    """Remove ``parent/<prefix><pid>-*`` left by a process that is gone (killed with -9, power cut).
+
+    Every temporary name carries its owner's pid, so a rerun can tell a dead run's leftovers
+    from a live run's work in progress.
+    """
+    for entry in parent.glob(f"{glob_escape(prefix)}*"):
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            _remove(entry)
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob's special characters matched literally."""
+    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in text)
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A new folder ``parent/<prefix><pid>-<random>``, after removing those of dead processes."""
+    remove_stale(parent, prefix)
+    return Path(tempfile.mkdtemp(dir=parent, prefix=f"{prefix}{os.getpid()}-"))
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -45,7 +79,8 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
     """Yield an empty temporary folder that replaces ``path`` when the block succeeds."""
     path = Path(path)
     parent = ensure_writable_dir(path)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}.tmp-"))
+    tmp = make_temp_dir(parent, f".{path.name}.tmp-")
+    remove_stale(parent, f".{path.name}.old-")
     # mkdtemp makes the folder owner-only; outputs should be as readable as any other folder.
     tmp.chmod(0o755)
     try:
@@ -67,7 +102,8 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     """
     path = Path(path)
     parent = ensure_writable_dir(path)
-    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.stem}.tmp-", suffix=path.suffix)
+    remove_stale(parent, f".{path.stem}.tmp-")
+    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.stem}.tmp-{os.getpid()}-", suffix=path.suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

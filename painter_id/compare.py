@@ -12,7 +12,6 @@ Reads the same store the train stage writes (``mlflow.tracking_uri`` in params.y
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from mlflow.entities import Run
 from painter_id import tracking
 from painter_id.errors import PipelineError, first_line
 from painter_id.params import load_section
-from painter_id.runner import run_stage
+from painter_id.runner import positive_int, run_stage
+from painter_id.spreadsheet import SafeWriter
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,17 @@ def fetch_runs(uri: str, experiment: str) -> list[Run]:
     db = tracking.sqlite_path(uri)
     if db is not None and not db.exists():
         raise PipelineError(f"no MLflow store at {db}; run `dvc repro` first, or pass --tracking-uri")
-    client = mlflow.MlflowClient(uri)
     try:
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            return []
-        return list(client.search_runs([found.experiment_id], max_results=50_000))
+        # An unreachable server must fail within seconds, as train does, not after minutes of retries.
+        with tracking.quick_http():
+            client = mlflow.MlflowClient(uri)
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                return []
+            return list(client.search_runs([found.experiment_id], max_results=50_000))
     except Exception as exc:  # MLflow raises many types for a missing or broken store
-        raise PipelineError(f"cannot read MLflow store {uri}: {first_line(exc)}") from None
+        raise PipelineError(f"cannot read MLflow store {uri}: {first_line(exc)[:300]}; check --tracking-uri "
+                            "(a damaged store: restore it from a backup)") from None
 
 
 def select(runs: Sequence[Run], where: dict[str, str], sort: str, ascending: bool = False,
@@ -121,7 +124,7 @@ def render_table(rows: list[list]) -> str:
 
 def write_csv(rows: list[list], out) -> None:
     """The same rows as CSV, full precision."""
-    writer = csv.writer(out)
+    writer = SafeWriter(out)
     writer.writerow([column.name for column in COLUMNS])
     for row in rows:
         writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in row])
@@ -135,7 +138,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--where", action="append", default=[], metavar="PARAM=VALUE",
                         help="keep runs whose MLflow param equals VALUE, e.g. model.backbone=MobileNet (repeatable)")
     parser.add_argument("--format", default="table", choices=["table", "csv"], help="output format")
-    parser.add_argument("--limit", type=int, default=None, help="show at most this many runs")
+    parser.add_argument("--limit", type=positive_int, default=None, help="show at most this many runs (1 or more)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: as the train stage)")
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default: mlflow.experiment)")
     return parser.parse_args(argv)

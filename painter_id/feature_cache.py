@@ -101,6 +101,25 @@ def compute_features(model: keras.Model, images: np.ndarray) -> np.ndarray:
     return out
 
 
+def read_cached(path: Path, rows: int) -> Optional[np.ndarray]:
+    """The features stored at ``path`` if it holds ``rows`` float32 rows; ``None`` when absent or damaged.
+
+    A damaged entry (empty, truncated, another shape or type) is recomputed, never trusted.
+    """
+    if not path.is_file():
+        return None
+    try:
+        cached = np.load(path, allow_pickle=False)
+    except Exception as exc:  # NumPy raises OSError, ValueError, EOFError... for a damaged file
+        log.warning("feature cache %s unreadable (%s); computing again", path, type(exc).__name__)
+        return None
+    if cached.ndim != 2 or cached.dtype != np.float32 or cached.shape[0] != rows:
+        log.warning("feature cache %s holds %s %s, not %d rows of features; computing again",
+                    path, cached.dtype, cached.shape, rows)
+        return None
+    return cached
+
+
 def features_for(model: keras.Model, images: np.ndarray, parts: dict, root: Optional[Path] = None) -> tuple[np.ndarray, bool]:
     """The cached features for ``parts`` (see :func:`cache_key`), computed and stored on a miss.
 
@@ -109,15 +128,10 @@ def features_for(model: keras.Model, images: np.ndarray, parts: dict, root: Opti
     folder = cache_dir(root)
     key = cache_key(parts)
     path = folder / f"{key}.npy"
-    if path.is_file():
-        try:
-            cached = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:  # a damaged file is recomputed, never trusted
-            log.warning("feature cache %s unreadable (%s); computing again", path, exc)
-        else:
-            if cached.shape[0] == len(images):
-                log.info("feature cache hit: %s", path)
-                return cached, True
+    cached = read_cached(path, len(images))
+    if cached is not None:
+        log.info("feature cache hit: %s", path)
+        return cached, True
     log.info("feature cache miss: computing %d rows into %s", len(images), path)
     features = compute_features(model, images)
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,10 @@
 
 Prints CSV to stdout, ``path,rank,artist,probability``, the ``--top-k`` most likely artists
 of each image, most likely first. Folders are searched recursively for image files. A file
-that cannot be read gets one row ``path,0,ERROR: <reason>,`` and the others go on.
+that cannot be read gets one row ``path,0,ERROR: <reason>,`` and the others go on; a path
+named on the command line that does not exist also makes the command end with a one-line
+error (exit 2). Text cells that a spreadsheet would run as a formula (an artist named
+``=...``) are written with a leading ``'`` (:mod:`painter_id.spreadsheet`).
 
 Also ``python -m painter_id.predict``. New images go through the pipeline's own code:
 :func:`painter_id.images.load_square` with the
@@ -16,7 +19,6 @@ size of the model's input and the ``resize.mode`` the training images were made 
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import os
 import sys
@@ -32,7 +34,8 @@ from painter_id import model_files, tta
 from painter_id.errors import PipelineError
 from painter_id.images import ImageRejected, is_image_name, load_square
 from painter_id.params import PARAMS_FILE, DataParams, load_section
-from painter_id.runner import run_stage
+from painter_id.runner import positive_int, run_stage
+from painter_id.spreadsheet import SafeWriter
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,7 @@ def predict_files(paths: Sequence[Path], predictor: Predictor, out: TextIO) -> i
     Only one batch of decoded images is held at a time, so a folder of any size fits in memory.
     """
     max_pixels = DataParams().max_pixels  # the download stage's guard against decompression bombs
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeWriter(out, lineterminator="\n")
     writer.writerow(HEADER)
     errors = 0
     batch_size = predictor.batch_size
@@ -135,13 +138,6 @@ def predict_files(paths: Sequence[Path], predictor: Predictor, out: TextIO) -> i
             out.flush()
             progress.update(len(chunk))
     return errors
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -178,6 +174,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     predictor = Predictor(model, labels, mode, top_k, args.tta, args.batch_size)
     errors = predict_files(paths, predictor, sys.stdout)
     log.info("%d images, %d unreadable", len(paths), errors)
+    missing = [target for target in args.paths if not os.path.lexists(target)]
+    if missing:
+        # Their rows say ERROR too, but a mistyped path must not pass as a success (exit 0) in a script.
+        raise PipelineError(f"{missing[0]}: no such file or folder ({len(missing)} of the paths named); "
+                            "check the path")
 
 
 def cli() -> None:

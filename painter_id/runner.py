@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import errno
 import logging
 import os
 import signal
@@ -9,6 +11,9 @@ import sys
 from typing import Callable, NoReturn
 
 from painter_id.errors import PipelineError
+
+# A full disk, a full quota, or a file-size limit (ulimit -f): the user must free space.
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def _raise_interrupt(signum, frame) -> NoReturn:
@@ -25,6 +30,17 @@ def configure_logging() -> None:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of 1 or more (``--limit``, ``--top-k``, ``--batch-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
@@ -44,3 +60,11 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print(f"error: {name}: interrupted; its previous outputs were left as they were, run it again", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        # Every output is written to a temporary path and renamed, so the previous ones are intact.
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"error: {name}: no space left{where} ({exc.strerror}); free disk space (or raise the limit) and run "
+              "it again; its previous outputs were left as they were", file=sys.stderr)
+        sys.exit(2)

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from filelock import FileLock, Timeout
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 
+from painter_id.atomic import process_alive
 from painter_id.errors import PipelineError, first_line
 from painter_id.params import MlflowParams
 from painter_id.urls import redact_url
@@ -39,6 +41,8 @@ QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEO
 # MLflow limits a batch to 1000 metrics and 100 params.
 PARAM_BATCH = 100
 # A URL in free text: its user:password@ and query string (signed links) must never be recorded.
+# Who runs a run: a later run on the same host ends it as KILLED once that process is gone.
+PID_TAG, HOST_TAG = "painter_id.pid", "painter_id.host"
 URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
@@ -71,6 +75,11 @@ def sqlite_path(uri: str) -> Optional[Path]:
         return None
     path = uri[len("sqlite:///"):].split("?", 1)[0]
     return None if path in ("", ":memory:") else Path(path)
+
+
+def quick_http() -> contextlib.AbstractContextManager:
+    """While it is open, MLflow's HTTP requests fail within seconds instead of retrying for minutes."""
+    return _environ(QUICK_HTTP)
 
 
 @contextlib.contextmanager
@@ -130,7 +139,7 @@ def prepare_store(params: MlflowParams, cwd: Optional[Path] = None) -> tuple[str
             with FileLock(f"{db}.lock", timeout=LOCK_TIMEOUT_S):
                 experiment_id = _get_or_create_experiment(mlflow.MlflowClient(uri), params.experiment, artifacts)
         else:
-            with _environ(QUICK_HTTP):
+            with quick_http():
                 experiment_id = _get_or_create_experiment(mlflow.MlflowClient(uri), params.experiment, None)
     except PipelineError:
         raise
@@ -149,7 +158,31 @@ def prepare_store(params: MlflowParams, cwd: Optional[Path] = None) -> tuple[str
             "(or MLFLOW_TRACKING_URI) to a store that works"
         ) from None
     log.info("MLflow: experiment %r (id %s) in %s", params.experiment, experiment_id, uri)
+    end_dead_runs(uri, experiment_id)
     return uri, experiment_id
+
+
+def end_dead_runs(uri: str, experiment_id: str) -> list[str]:
+    """End as KILLED the RUNNING runs of this host whose process is gone (``kill -9``, a crash); return their ids.
+
+    Housekeeping only: a store that cannot be searched is logged, never fatal.
+    """
+    host, ended = socket.gethostname(), []
+    try:
+        with quick_http():
+            client = mlflow.MlflowClient(uri)
+            running = client.search_runs([experiment_id], filter_string=(
+                f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'"), max_results=1000)
+            for run in running:
+                pid = run.data.tags.get(PID_TAG, "")
+                if pid.isdigit() and not process_alive(int(pid)):
+                    client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.KILLED))
+                    ended.append(run.info.run_id)
+    except Exception as exc:  # MLflow, SQLAlchemy and requests all raise their own types
+        log.warning("MLflow: could not look for runs left RUNNING by killed processes (%s)", first_line(exc)[:200])
+    for run_id in ended:
+        log.warning("MLflow: run %s was left RUNNING by a process that is gone; ended it as KILLED", run_id)
+    return ended
 
 
 def run_name(backbone: str, frozen_layers: int, env: Optional[Mapping[str, str]] = None) -> str:
@@ -175,7 +208,8 @@ def run_tags(cwd: Optional[Path] = None, env: Optional[Mapping[str, str]] = None
 def start_run(client: mlflow.MlflowClient, experiment_id: str, name: str,
               tags: Mapping[str, str]) -> Iterator[str]:
     """Create a run and yield its id; it ends FINISHED, FAILED on an error or KILLED on an interrupt."""
-    run = client.create_run(experiment_id, run_name=name, tags=dict(tags))
+    owner = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    run = client.create_run(experiment_id, run_name=name, tags={**tags, **owner})
     run_id = run.info.run_id
     log.info("MLflow: run %r (%s)", name, run_id)
     status = RunStatus.to_string(RunStatus.FAILED)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
-import tempfile
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from painter_id import synthetic
 from painter_id.archives import extract_archive
-from painter_id.atomic import atomic_dir, ensure_writable_dir, write_csv
+from painter_id.atomic import atomic_dir, ensure_writable_dir, make_temp_dir, write_csv
 from painter_id.downloads import fetch_url, kaggle_download
 from painter_id.errors import PipelineError
 from painter_id.images import ImageRejected, is_image_name, open_image, sha256_file
@@ -307,7 +306,7 @@ def main() -> None:
     params = load_section("data")
     ensure_writable_dir(OUT)
     # Downloads and extracted archives live in a temporary folder inside data/, removed afterwards.
-    work = Path(tempfile.mkdtemp(dir=OUT.parent, prefix=".download-"))
+    work = make_temp_dir(OUT.parent, ".download-")
     try:
         root = prepare_source(params, work)
         with atomic_dir(OUT) as tmp:

@@ -158,3 +158,26 @@ def test_folders_are_searched_recursively_skipping_hidden_and_non_image_files(tm
     found = predict.find_images([str(tmp_path / "b"), str(tmp_path / "a.jpg"), str(tmp_path / "missing.png")])
 
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["b/a/y.JPG", "b/z.png", "a.jpg", "missing.png"]
+
+
+def test_a_path_that_does_not_exist_is_an_error_row_and_a_failure(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    image = tmp_path / "real.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(image)
+    with pytest.raises(PipelineError, match=r"nope\.jpg: no such file or folder \(1 of the paths named\)"):
+        predict.main([str(image), "nope.jpg", "--model", str(trained / "models" / "model.keras")])
+    header, rows = parse(capsys.readouterr().out)
+    assert rows[str(image)][0]["rank"] == "1"  # the other images are still predicted
+    assert rows["nope.jpg"][0]["artist"].startswith("ERROR: unreadable")
+
+
+def test_names_a_spreadsheet_would_run_are_written_as_text(trained, tmp_path):
+    model = model_files.load_model(trained / "models" / "model.keras")
+    labels = ["=HYPERLINK(\"http://x\")", "+1", "@SUM(A1)"]
+    image = tmp_path / "-2.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(image)
+    out = io.StringIO()
+    predict.predict_files([Path("-2.png"), image], predict.Predictor(model, labels, "pad", top_k=3), out)
+    cells = [cell for row in csv.reader(io.StringIO(out.getvalue())) for cell in row]
+    assert {"'=HYPERLINK(\"http://x\")", "'+1", "'@SUM(A1)", "'-2.png"} <= set(cells)
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)
