@@ -328,7 +328,8 @@ def parse_section(section: str, raw: Optional[dict]) -> Any:
         if key not in known:
             close = difflib.get_close_matches(str(key)[:100], known, n=1)
             hint = f"did you mean {section}.{close[0]}?" if close else f"valid keys: {', '.join(known)}"
-            raise PipelineError(f"params.yaml: unknown key {section}.{str(key)[:60]}; {hint}")
+            shown = str(key)[:60] if str(key).isprintable() else show(key)
+            raise PipelineError(f"params.yaml: unknown key {section}.{shown}; {hint}")
         values[key] = _coerce(section, key, value, hints[key])
     params = cls(**values)
     params.validate()
