@@ -125,6 +125,7 @@ PARAMS_FILES = {
     "empty-list": ("[]\n", "must be a mapping of sections"),
     "section-list": ("train: []\n", "section 'train' must be a mapping"),
     "recursive": ("train: &t\n  epochs: *t\n", "once its aliases (*name) are expanded"),
+    "alias-bomb": (alias_bomb(), "once its aliases (*name) are expanded"),  # was a message of megabytes
 }
 
 
@@ -147,8 +148,8 @@ def test_alias_bomb_latin1_and_a_folder_as_params_through_the_real_stage(tmp_pat
         root = tmp_path / case
         root.mkdir()
         make(root / "params.yaml")
-        proc = run_stage("train" if case == "bomb" else "split", root, check=False)
-        line = assert_one_line_error(proc, "train" if case == "bomb" else "split", "params.yaml", fragment)
+        proc = run_stage("split", root, check=False)
+        line = assert_one_line_error(proc, "split", "params.yaml", fragment)
         assert len(line) < 300, case
 
 
