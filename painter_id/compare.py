@@ -48,7 +48,7 @@ COLUMNS = [
     Column("run", lambda run: run.info.run_name or run.info.run_id[:8]),
     Column("backbone", _param("model.backbone")),
     Column("frozen_layers", _param("model.frozen_layers")),
-    Column("image_size", _param("resize.size")),
+    Column("image_size", _param("resize.image_size")),
     Column("weights", _param("model.weights")),
     Column("accuracy", _metric("test_accuracy"), numeric=True),
     Column("macro_f1", _metric("test_macro_f1"), numeric=True),

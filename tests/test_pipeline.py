@@ -13,7 +13,7 @@ from tests.conftest import dvc, make_project
 SMALL_DATA = {
     "data": {"synthetic_artists": 4, "synthetic_images": 80},
     "oversample": {"min_count": 12},
-    "resize": {"size": 32},
+    "resize": {"image_size": 32},
 }
 
 
@@ -48,7 +48,7 @@ def test_data_stages_under_dvc_repro(tmp_path):
     assert _ran(again.stdout) == set()
     assert "Data and pipelines are up to date" in again.stdout
 
-    # A new resize.size reruns resize only, not the stages before it.
+    # A new resize.image_size reruns resize only, not the stages before it.
     params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
     params["resize"]["size"] = 40
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")

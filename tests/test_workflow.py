@@ -27,7 +27,7 @@ from tests.conftest import dvc, make_project, run
 TINY = {
     "data": {"synthetic_artists": 3, "synthetic_images": 48},
     "oversample": {"min_count": 12},
-    "resize": {"size": 32},
+    "resize": {"image_size": 32},
     "model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_layers": 0},
     "train": {"epochs": 2, "batch_size": 16},
     "evaluate": {"misclassified": 4},
