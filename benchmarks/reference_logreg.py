@@ -49,7 +49,7 @@ def main() -> None:
     train, test = resized.load_split("train"), resized.load_split("test")
     if train.size != args.size:
         raise SystemExit(f"data/resized holds {train.size} px images; the reference is defined at {args.size} px: "
-                         f"run `dvc repro resize` with resize.size={args.size} first (or pass --size {train.size})")
+                         f"run `dvc repro resize` with resize.image_size={args.size} first (or pass --size {train.size})")
     originals = np.array([not source for source in train.sources])
     labels = resized.class_names(train.artists)
     y_train = resized.encode(train.artists, labels, "train")[originals]

@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=1050)
-    parser.add_argument("--size", type=int, default=75, help="resize.size")
+    parser.add_argument("--size", type=int, default=75, help="resize.image_size")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,7 +56,7 @@ def main() -> None:
             plain_pil_loop(paths, args.size)
             rates["plain_loop"].append(len(paths) / (time.perf_counter() - start))
             for workers, key in ((1, "stage_1_process"), (2, "stage_2_processes")):
-                params = ResizeParams(size=args.size, mode="pad", workers=workers)
+                params = ResizeParams(image_size=args.size, mode="pad", workers=workers)
                 with open_workers(workers) as pool:
                     start = time.perf_counter()
                     resize_to_npy(paths, work / "out.npy", params, pool, key)

@@ -54,7 +54,7 @@ class Config:
 
     repeats: int = 3
     images: Optional[int] = None       # None: every sample image
-    resize_size: int = 75              # the default resize.size
+    resize_size: int = 75              # the default resize.image_size
     resize_passes: int = 2             # the image list repeated, for enough work to time
     train_size: int = 96
     train_epochs: int = 2
@@ -71,7 +71,7 @@ QUICK = Config(repeats=1, images=24, resize_size=32, resize_passes=1, train_size
                sweep_epochs=1, memory_size=32, memory_factors=(1, 2), e2e=False)
 # Small enough for a no-op or smoke `dvc repro` in seconds.
 TINY_PIPELINE = {"data": {"synthetic_artists": 3, "synthetic_images": 30}, "oversample": {"min_count": 8},
-                 "resize": {"size": 32}, "model": {"backbone": "simple_cnn"}, "train": {"epochs": 1, "batch_size": 8}}
+                 "resize": {"image_size": 32}, "model": {"backbone": "simple_cnn"}, "train": {"epochs": 1, "batch_size": 8}}
 
 
 def spread(values: list[float]) -> dict:
@@ -132,7 +132,7 @@ def resized_project(root: Path, pairs: list[tuple[str, str]], size: int) -> Path
     out = root / resized.RESIZED_DIR
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
-        resize_to_npy([p for p, _ in pairs], resized.array_path(split, out), ResizeParams(size=size, workers=1),
+        resize_to_npy([p for p, _ in pairs], resized.array_path(split, out), ResizeParams(image_size=size, workers=1),
                       Workers(1), split)
         write_table(resized.table_path(split, out), ["path", "artist", "source"], [[p, a, ""] for p, a in pairs])
     resized.write_format(out, size, "pad")
@@ -153,7 +153,7 @@ def bench_resize(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
     from stages.resize import resize_to_npy
 
     paths = [p for p, _ in pairs] * cfg.resize_passes
-    params = ResizeParams(size=cfg.resize_size, workers=0)
+    params = ResizeParams(image_size=cfg.resize_size, workers=0)
     workers = worker_count(len(paths), params.workers)
     dest = work / "resize.npy"
 
@@ -332,7 +332,7 @@ def bench_memory(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
                     [[p, a, "", ""] for p, a in pairs * factor])
         write_table(project / "data" / "split" / "test.csv", ["path", "artist", "sha256"],
                     [[p, a, ""] for p, a in pairs[:20]])
-        write_params(project, {"resize": {"size": cfg.memory_size},
+        write_params(project, {"resize": {"image_size": cfg.memory_size},
                                "model": TRAIN_MODEL, "train": {"epochs": 1, "feature_cache": "off"},
                                "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
         resize_main, resize_total = peak_rss([sys.executable, "-m", "stages.resize"], project, env)

@@ -135,8 +135,8 @@ def check_size(entry: Backbone, size: int) -> None:
     """Stop with a one-line error when the images are smaller than the backbone accepts."""
     if size < entry.min_size:
         raise PipelineError(
-            f"params.yaml: resize.size is {size} (the size of the images in data/resized) but "
-            f"{entry.name} needs at least {entry.min_size}; set resize.size to {entry.min_size} or more"
+            f"params.yaml: resize.image_size is {size} (the size of the images in data/resized) but "
+            f"{entry.name} needs at least {entry.min_size}; set resize.image_size to {entry.min_size} or more"
         )
 
 

@@ -36,8 +36,9 @@ class Column:
     numeric: bool = False
 
 
-def _param(key: str) -> Callable[[Run], object]:
-    return lambda run: run.data.params.get(key, "")
+def _param(key: str, *older: str) -> Callable[[Run], object]:
+    """The run's param ``key``, else the first of its ``older`` names that the run has."""
+    return lambda run: next((run.data.params[k] for k in (key, *older) if k in run.data.params), "")
 
 
 def _metric(key: str) -> Callable[[Run], object]:
@@ -48,7 +49,8 @@ COLUMNS = [
     Column("run", lambda run: run.info.run_name or run.info.run_id[:8]),
     Column("backbone", _param("model.backbone")),
     Column("frozen_layers", _param("model.frozen_layers")),
-    Column("image_size", _param("resize.size")),
+    # Runs from before the rename (dvc#10296) logged resize.size.
+    Column("image_size", _param("resize.image_size", "resize.size")),
     Column("weights", _param("model.weights")),
     Column("accuracy", _metric("test_accuracy"), numeric=True),
     Column("macro_f1", _metric("test_macro_f1"), numeric=True),

@@ -144,12 +144,12 @@ class OversampleParams:
 class ResizeParams:
     """``resize``: the square size every image is brought to before training."""
 
-    size: int = 75
+    image_size: int = 75
     mode: str = "pad"
     workers: int = 0
 
     def validate(self) -> None:
-        _check_range("resize", "size", self.size, 16, 1024)
+        _check_range("resize", "image_size", self.image_size, 16, 1024)
         _check_choice("resize", "mode", self.mode, ["pad", "crop", "stretch"])
         _check_range("resize", "workers", self.workers, 0)
 

@@ -1,5 +1,6 @@
 """The DVC stages of ``dvc.yaml``, one module each, run as ``python -m stages.<name>``.
 
-download -> split -> oversample -> resize -> train -> evaluate. Stages never import each
+source -> download -> split -> oversample -> resize -> train -> evaluate (``source`` only
+fingerprints the data source, so ``download`` reruns when it changed). Stages never import each
 other: what they share lives in the :mod:`painter_id` package.
 """

@@ -10,6 +10,7 @@ in ``rejected.csv``. ``data/raw`` is replaced atomically, so a failed run leaves
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import shutil
 import unicodedata
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from painter_id import synthetic
 from painter_id.archives import extract_archive
 from painter_id.atomic import atomic_dir, ensure_writable_dir, make_temp_dir, write_csv
-from painter_id.downloads import fetch_url, kaggle_download
+from painter_id.downloads import SOURCE_FILE, fetch_url, kaggle_download
 from painter_id.errors import PipelineError
 from painter_id.images import ImageRejected, is_image_name, open_image, sha256_file
 from painter_id.layout import Layout, find_layout, nfc
@@ -274,6 +275,20 @@ def write_artists(path: Path, columns: list[str], rows: list[dict[str, str]], co
     write_csv(path, columns, out_rows)
 
 
+def recorded_kaggle_version(dataset: str) -> Optional[int]:
+    """The version of ``dataset`` that the ``source`` stage found, so the data matches ``dvc.lock``.
+
+    ``None`` (take the latest) when the stage is run on its own, without that file.
+    """
+    try:
+        found = json.loads(SOURCE_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(found, dict) and found.get("dataset") == dataset and isinstance(found.get("version"), int):
+        return found["version"]
+    return None
+
+
 def prepare_source(params: DataParams, work: Path) -> Path:
     """Bring ``data.source`` to a local folder in the Kaggle layout (inside ``work`` unless it is local)."""
     if params.source == "synthetic":
@@ -283,7 +298,7 @@ def prepare_source(params: DataParams, work: Path) -> Path:
         )
         return synthetic.generate(work / "synthetic", params.synthetic_artists, params.synthetic_images, params.seed)
     if params.source == "kaggle":
-        return kaggle_download(params.kaggle_dataset)
+        return kaggle_download(params.kaggle_dataset, recorded_kaggle_version(params.kaggle_dataset))
     if params.source == "url":
         log.info("source: %s", redact_url(params.url))
         if has_literal_password(params.url):

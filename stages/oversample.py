@@ -32,7 +32,7 @@ TRAIN = Path("data/split/train.csv")
 OUT = Path("data/oversampled")
 COLUMNS = ["path", "artist", "sha256", "source"]
 JPEG_QUALITY = 90
-# Copies are capped at this side (the largest resize.size): full-size copies of huge scans
+# Copies are capped at this side (the largest resize.image_size): full-size copies of huge scans
 # would only cost disk and time, since resize shrinks them anyway.
 MAX_SIDE = 1024
 

@@ -1,7 +1,7 @@
-"""Stage ``resize``: every training and test image as a ``size`` x ``size`` RGB array.
+"""Stage ``resize``: every training and test image as an ``image_size`` x ``image_size`` RGB array.
 
 Reads ``data/oversampled/train.csv``, ``data/split/test.csv``, the images they list and
-``params.yaml:resize``; writes ``data/resized/{train,test}.npy`` (uint8, ``N x size x size x 3``),
+``params.yaml:resize``; writes ``data/resized/{train,test}.npy`` (uint8, ``N x image_size x image_size x 3``),
 ``data/resized/{train,test}.csv`` (``path,artist,source``) with rows in the arrays' order, and
 ``data/resized/format.json`` (``size``, ``mode``): how the images were made, for train.
 """
@@ -51,8 +51,8 @@ def resize_to_npy(paths: list[str], dest: Path, params: ResizeParams, workers: W
     count towards this process's memory until the end. The ``workers`` decode and resize;
     this process only writes.
     """
-    shape = (len(paths), params.size, params.size, 3)
-    jobs = [(path, params.size, params.mode) for path in paths]
+    shape = (len(paths), params.image_size, params.image_size, 3)
+    jobs = [(path, params.image_size, params.mode) for path in paths]
     with open(dest, "wb") as handle:
         write_array_header_1_0(handle, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape})
         for image in workers.map(load_one, jobs, desc=desc):
@@ -67,7 +67,7 @@ def main() -> None:
         "test": read_csv(TEST, ["path", "artist"], "run `dvc repro split` to rebuild data/split"),
     }
     size = worker_count(max(len(rows) for rows in splits.values()), params.workers)
-    log.info("resizing to %dx%d (%s) with %d workers", params.size, params.size, params.mode, size)
+    log.info("resizing to %dx%d (%s) with %d workers", params.image_size, params.image_size, params.mode, size)
     with atomic_dir(OUT) as tmp, open_workers(size) as workers:
         for name, rows in splits.items():
             resize_to_npy([row["path"] for row in rows], resized.array_path(name, tmp), params, workers,
@@ -75,7 +75,7 @@ def main() -> None:
             # The test split has no copies: its source column is empty (and absent from test.csv).
             out = [[row["path"], row["artist"], row.get("source") or ""] for row in rows]
             write_csv(resized.table_path(name, tmp), COLUMNS, out)
-        resized.write_format(tmp, params.size, params.mode)
+        resized.write_format(tmp, params.image_size, params.mode)
     log_train_test_counts(log, (row["artist"] for row in splits["train"]), (row["artist"] for row in splits["test"]))
 
 

@@ -54,7 +54,7 @@ def test_image_smaller_than_backbone_minimum_names_resize_size():
     check_size(BACKBONES["InceptionResNetV2"], 75)
     with pytest.raises(PipelineError) as info:
         check_size(BACKBONES["InceptionResNetV2"], 64)
-    assert "resize.size is 64" in str(info.value) and "at least 75" in str(info.value)
+    assert "resize.image_size is 64" in str(info.value) and "at least 75" in str(info.value)
 
 
 @pytest.mark.parametrize("mode, reference", [

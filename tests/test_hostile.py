@@ -102,7 +102,7 @@ def test_odd_images_go_through_download_split_oversample_resize(tmp_path, monkey
     project = tmp_path / "project"
     project.mkdir()
     write_params(project, {"data": {"source": "path", "path": str(src)}, "split": {"test_size": 0.3},
-                           "oversample": {"min_count": 3}, "resize": {"size": SIDE, "mode": "pad", "workers": 1}})
+                           "oversample": {"min_count": 3}, "resize": {"image_size": SIDE, "mode": "pad", "workers": 1}})
     monkeypatch.chdir(project)
     for stage in (stages.download, stages.split, stages.oversample, stages.resize):
         stage.main()
@@ -229,11 +229,11 @@ def test_hostile_archive_through_the_stage_keeps_previous_data(tmp_path, private
 PARAM_CASES = {
     # id: (stage, overrides, fragments of the one error line, error before any log line).
     # Elsewhere: a typo (tests/test_params.py), frozen_layers beyond the backbone (tests/test_train.py).
-    "wrong-type": ("resize", {"resize": {"size": "large"}}, ["resize.size is 'large'", "must be an integer"], True),
+    "wrong-type": ("resize", {"resize": {"image_size": "large"}}, ["resize.image_size is 'large'", "must be an integer"], True),
     "test-size": ("split", {"split": {"test_size": 1.0}}, ["split.test_size is 1.0", "(0, 1)"], True),
     "negative-epochs": ("train", {"train": {"epochs": -2}}, ["train.epochs is -2"], True),
     "below-minimum": ("train", {"model": {"backbone": "InceptionResNetV2"}},
-                      ["resize.size is 32", "InceptionResNetV2 needs at least 75"], True),
+                      ["resize.image_size is 32", "InceptionResNetV2 needs at least 75"], True),
     "backbone": ("train", {"model": {"backbone": "ResNet51"}}, ["model.backbone is 'ResNet51'", "ResNet50", "MobileNet", "simple_cnn"], True),
     "missing-path": ("download", {"data": {"source": "path", "path": "no/such/folder"}},
                      ["data.path", "no/such/folder", "no such folder or archive"], False),
@@ -293,7 +293,7 @@ def test_secrets_never_reach_logs_outputs_or_mlflow(tmp_path, private_web):
     project.mkdir()
     write_params(project, {**TINY_TRAIN, "data": {"source": "url", "url": f"http://art:{password}@{host}/art.zip?sig={password}"},
                            "split": {"test_size": 0.3}, "oversample": {"min_count": 3},
-                           "resize": {"size": 16, "workers": 1}, "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+                           "resize": {"image_size": 16, "workers": 1}, "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
     env = {"KAGGLE_USERNAME": "art", "KAGGLE_KEY": kaggle_key}
     outputs = [run_stage(stage, project, env=env) for stage in ("download", "split", "oversample", "resize", "train")]
 
@@ -365,7 +365,7 @@ def test_sigterm_during_download_keeps_previous_data_and_a_rerun_works(tmp_path)
 
 def test_sigint_during_resize_keeps_previous_arrays_and_a_rerun_works(tmp_path):
     make_raw_dataset(tmp_path, {"Ann": 6, "Bob": 6}, size=(400, 300))
-    write_params(tmp_path, {"oversample": {"strategy": "none"}, "resize": {"size": 64, "workers": 1}})
+    write_params(tmp_path, {"oversample": {"strategy": "none"}, "resize": {"image_size": 64, "workers": 1}})
     for stage in ("split", "oversample", "resize"):
         run_stage(stage, tmp_path)
     before = snapshot(tmp_path / "data" / "resized")

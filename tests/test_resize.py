@@ -182,7 +182,7 @@ def raw_from_sample(sample: Path, root: Path, artists: dict[str, int]) -> None:
 def test_real_paintings_through_split_oversample_resize(shared_sample, tmp_path, monkeypatch):
     raw_from_sample(shared_sample, tmp_path, {"Albrecht_Durer": 8, "Rembrandt": 12, "Titian": 5})
     monkeypatch.chdir(tmp_path)
-    write_params(tmp_path, {"oversample": {"min_count": 10}, "resize": {"size": 48, "mode": "crop", "workers": 1}})
+    write_params(tmp_path, {"oversample": {"min_count": 10}, "resize": {"image_size": 48, "mode": "crop", "workers": 1}})
     stages.split.main()
     stages.oversample.main()
     main()
@@ -197,7 +197,7 @@ def test_real_paintings_through_split_oversample_resize(shared_sample, tmp_path,
 
 
 def test_three_stages_in_a_row_as_modules(raw_dataset, tmp_path):
-    write_params(tmp_path, {"oversample": {"min_count": 12}, "resize": {"size": 32, "workers": 2}})
+    write_params(tmp_path, {"oversample": {"min_count": 12}, "resize": {"image_size": 32, "workers": 2}})
     for stage in ("split", "oversample", "resize"):
         run_stage(stage, tmp_path)
     oversampled = rows(tmp_path / "data/oversampled/train.csv")

@@ -208,7 +208,7 @@ def test_unusable_store_stops_before_training(tmp_path, resized_dataset, monkeyp
 
 def test_image_size_below_backbone_minimum_is_reported(tmp_path, resized_dataset, monkeypatch):
     setup_project(tmp_path, monkeypatch, {"model": {"backbone": "InceptionV3"}})
-    with pytest.raises(PipelineError, match="resize.size is 32 .* at least 75"):
+    with pytest.raises(PipelineError, match="resize.image_size is 32 .* at least 75"):
         train.main()
 
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import dvc, make_project, run
+from tests.conftest import dvc, make_project, run, write_params
 
 TINY = {
     "data": {"synthetic_artists": 3, "synthetic_images": 48},
     "oversample": {"min_count": 12},
-    "resize": {"size": 32},
+    "resize": {"image_size": 32},
     "model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_layers": 0},
     "train": {"epochs": 2, "batch_size": 16},
     "evaluate": {"misclassified": 4},
@@ -66,6 +66,13 @@ def workflow(tmp_path_factory):
     log["repro"] = dvc(project, "repro", env=ENV).stdout
     run(["git", "add", "dvc.lock", "metrics"], project)
     run(["git", "commit", "-q", "-m", "baseline"], project)
+    log["noop"] = dvc(project, "repro", env=ENV).stdout
+    # Where runs are recorded is no dependency: another store or experiment name retrains nothing.
+    params = (project / "params.yaml").read_text(encoding="utf-8")
+    write_params(project, {**TINY, "mlflow": {"tracking_uri": "http://127.0.0.1:9/team", "experiment": "other",
+                                              "log_model": True}})
+    log["status_other_store"] = dvc(project, "status", "--json", env=ENV).stdout
+    (project / "params.yaml").write_text(params, encoding="utf-8")
     log["exp"] = dvc(project, "exp", "run", "-n", "frozen40", "-S", "model.frozen_layers=40", env=ENV).stdout
     log["metrics_diff"] = dvc(project, "metrics", "diff", "--json", env=ENV).stdout
     # The baseline's params again: DVC restores train/evaluate from its run cache, and no
@@ -88,6 +95,14 @@ def test_repro_runs_all_stages_then_exp_run_only_retrains(workflow):
     diff = json.loads(log["metrics_diff"])
     changed = {key for values in diff.values() for key, entry in values.items() if entry.get("diff")}
     assert "train_seconds" in changed and "trainable_params" in changed, diff
+
+
+@pytest.mark.slow
+def test_nothing_reruns_when_nothing_changed_nor_when_only_the_mlflow_store_does(workflow):
+    project, log = workflow
+    assert _ran(log["noop"]) == set() and "Running stage 'source'" in log["noop"]
+    # source is always changed (it looks at the data each time); train and evaluate are not.
+    assert set(json.loads(log["status_other_store"])) == {"source"}
 
 
 @pytest.mark.slow

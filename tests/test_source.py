@@ -1,0 +1,273 @@
+"""The source stage: a changed folder, archive, URL or Kaggle version reruns download, and nothing else does.
+
+End to end under the real `dvc repro` (tiny Kaggle-layout sources, stopping at `download`), plus
+the fingerprints themselves in-process: local HTTP servers, and a stand-in for Kaggle's API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from painter_id.errors import PipelineError
+from painter_id.params import DataParams
+from stages.source import fingerprint, folder_listing
+from tests.conftest import QuietHandler, dvc, make_project, serve_folder
+from tests.test_download import jpeg, make_source, read_csv
+
+FOLDERS = {"Ann_Ash": 4, "Bob_Birch": 4}
+DATA_STAGES = ("source", "download")
+
+
+def ran(output: str) -> set[str]:
+    return {stage for stage in DATA_STAGES if f"Running stage '{stage}'" in output}
+
+
+def manifest(project: Path) -> dict[str, str]:
+    """``path -> sha256`` of what download kept."""
+    return {row["path"]: row["sha256"] for row in read_csv(project / "data" / "raw" / "manifest.csv")}
+
+
+def zip_folder(folder: Path, dest: Path) -> Path:
+    """``dest`` (a .zip) holding ``folder``'s files."""
+    shutil.make_archive(str(dest.with_suffix("")), "zip", folder)
+    return dest
+
+
+def changed(project: Path, *stages: str) -> set[str]:
+    return set(yaml.safe_load(dvc(project, "status", *stages, "--json").stdout))
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
+def test_folder_source_add_remove_replace_rerun_download_and_only_then(tmp_path):
+    # data.path is relative, as users write it: taken from the main workspace.
+    make_source(tmp_path / "paintings", FOLDERS)
+    project = make_project(tmp_path / "project", {"data": {"source": "path", "path": "../paintings"}})
+    images = tmp_path / "paintings" / "images" / "images"
+    assert ran(dvc(project, "repro", "download").stdout) == {"source", "download"}
+    before = manifest(project)
+
+    # Nothing changed: source looks, and nothing else runs.
+    again = dvc(project, "repro", "download").stdout
+    assert ran(again) == {"source"} and "Stage 'download' didn't change" in again
+
+    # A painting added: once source has looked, `dvc status` says download changed.
+    jpeg(images / "Ann_Ash" / "Ann_Ash_new.jpg", seed=99)
+    dvc(project, "repro", "source")
+    assert changed(project, "download") == {"download"}
+    assert ran(dvc(project, "repro", "download").stdout) == {"source", "download"}
+    assert set(manifest(project)) - set(before) == {"images/Ann_Ash/Ann_Ash_new.jpg"}
+
+    # One removed, another rewritten in place under the same name.
+    (images / "Bob_Birch" / "Bob_Birch_1.jpg").unlink()
+    old_sha = manifest(project)["images/Ann_Ash/Ann_Ash_2.jpg"]
+    jpeg(images / "Ann_Ash" / "Ann_Ash_2.jpg", seed=123)
+    assert ran(dvc(project, "repro", "download").stdout) == {"source", "download"}
+    after = manifest(project)
+    assert "images/Bob_Birch/Bob_Birch_1.jpg" not in after and after["images/Ann_Ash/Ann_Ash_2.jpg"] != old_sha
+
+    # Code: editing a module that download imports (through painter_id, not directly) marks it changed.
+    with open(project / "painter_id" / "layout.py", "a", encoding="utf-8") as handle:
+        handle.write("\n# edited\n")
+    assert changed(project, "download") == {"download"}
+
+
+@pytest.mark.slow
+def test_archive_replaced_under_the_same_name_reruns_download(tmp_path):
+    folder = make_source(tmp_path / "src", FOLDERS)
+    archive = zip_folder(folder, tmp_path / "art.zip")
+    project = make_project(tmp_path / "project", {"data": {"source": "path", "path": str(archive)}})
+    dvc(project, "repro", "download")
+
+    jpeg(folder / "images" / "images" / "Bob_Birch" / "Bob_Birch_9.jpg", seed=77)
+    zip_folder(folder, archive)
+    assert ran(dvc(project, "repro", "download").stdout) == {"source", "download"}
+    assert "images/Bob_Birch/Bob_Birch_9.jpg" in manifest(project)
+
+
+@pytest.mark.slow
+def test_url_serving_other_bytes_reruns_download(tmp_path):
+    folder = make_source(tmp_path / "src", FOLDERS)
+    www = tmp_path / "www"
+    www.mkdir()
+    archive = zip_folder(folder, www / "art.zip")
+    with serve_folder(www) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}/art.zip"
+        project = make_project(tmp_path / "project", {"data": {"source": "url", "url": url}})
+        dvc(project, "repro", "download")
+
+        jpeg(folder / "images" / "images" / "Ann_Ash" / "Ann_Ash_9.jpg", seed=55)
+        zip_folder(folder, archive)
+        assert ran(dvc(project, "repro", "download").stdout) == {"source", "download"}
+    assert "images/Ann_Ash/Ann_Ash_9.jpg" in manifest(project)
+    recorded = json.loads((project / "data" / "source.json").read_text(encoding="utf-8"))
+    assert recorded["Content-Length"] == str(archive.stat().st_size)
+
+
+# ------------------------------------------------------------------ fingerprints in-process
+
+
+def test_folder_listing_sees_additions_removals_and_rewrites_but_not_hidden_files(tmp_path):
+    root = make_source(tmp_path / "src", {"Ann": 2})
+    base = folder_listing(root)
+    assert base == folder_listing(root)
+    (root / ".DS_Store").write_bytes(b"finder")
+    assert folder_listing(root) == base
+
+    target = root / "images" / "images" / "Ann" / "Ann_1.jpg"
+    stat = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-3] ^= 0xFF  # same size, other bytes
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert folder_listing(root)[:2] == base[:2] and folder_listing(root) != base
+
+    extra = jpeg(root / "images" / "images" / "Ann" / "Ann_9.jpg", seed=3)
+    assert folder_listing(root)[0] == base[0] + 1
+    extra.unlink()
+    target.unlink()
+    assert folder_listing(root)[0] == base[0] - 1
+
+
+def test_archive_fingerprint_is_stable_until_replaced(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    archive = zip_folder(make_source(tmp_path / "src", {"Ann": 2}), tmp_path / "art.zip")
+    params = DataParams(source="path", path="art.zip")
+    first = fingerprint(params)
+    assert first["kind"] == "archive" and fingerprint(params) == first
+    zip_folder(make_source(tmp_path / "src", {"Ann": 3}), tmp_path / "art.zip")
+    assert fingerprint(params) != first and archive.exists()
+
+
+def test_missing_path_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match="data.path nowhere: no such folder or archive"):
+        fingerprint(DataParams(source="path", path="nowhere"))
+
+
+class NoValidators(QuietHandler):
+    """Serves files without Last-Modified (and without ETag), as some servers do."""
+
+    def send_header(self, keyword, value):
+        if keyword.lower() != "last-modified":
+            super().send_header(keyword, value)
+
+
+@pytest.mark.parametrize("handler, key", [(QuietHandler, "Last-Modified"), (NoValidators, "sha256")])
+def test_url_fingerprint_uses_validators_or_else_the_bytes(tmp_path, monkeypatch, handler, key):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "a.zip").write_bytes(b"first archive")
+    with serve_folder(www, handler) as server:
+        params = DataParams(source="url", url=f"http://127.0.0.1:{server.server_address[1]}/a.zip", timeout=5)
+        first = fingerprint(params)
+        assert key in first and fingerprint(params) == first
+        (www / "a.zip").write_bytes(b"second archive, longer")
+        assert fingerprint(params) != first
+    assert list((tmp_path / "data").iterdir()) == []  # the hashed copy is gone
+
+
+def test_url_unreachable_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(PipelineError, match=r"127.0.0.1:\d+/a.zip: cannot download"):
+        fingerprint(DataParams(source="url", url=f"http://127.0.0.1:{port}/a.zip", timeout=5))
+
+
+class KaggleStandIn(BaseHTTPRequestHandler):
+    """Answers kagglehub's GetDataset call the way Kaggle's API does, with version 7."""
+
+    requests: list[tuple[str, dict]] = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        KaggleStandIn.requests.append((self.path, body))
+        reply = json.dumps({"currentVersionNumber": 7}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def kaggle_api(monkeypatch):
+    """Kaggle's API on localhost:7777, where kagglehub's TEST environment sends its calls."""
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "TEST")
+    monkeypatch.setenv("KAGGLE_USERNAME", "art")
+    monkeypatch.setenv("KAGGLE_KEY", "k" * 32)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", 7777), KaggleStandIn)
+    except OSError:
+        pytest.skip("port 7777 (kagglehub's test endpoint) is busy")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_kaggle_fingerprint_is_the_current_version_looked_up_on_the_api(monkeypatch):
+    KaggleStandIn.requests.clear()
+    with kaggle_api(monkeypatch):
+        found = fingerprint(DataParams(source="kaggle", kaggle_dataset="ikarus777/best-artworks-of-all-time"))
+    assert found == {"source": "kaggle", "dataset": "ikarus777/best-artworks-of-all-time", "version": 7}
+    (path, body), = KaggleStandIn.requests
+    assert path.endswith("/GetDataset") and body == {"ownerSlug": "ikarus777", "datasetSlug": "best-artworks-of-all-time"}
+
+
+def test_kaggle_pinned_version_needs_no_network_and_offline_lookup_is_one_line(monkeypatch):
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "TEST")  # localhost:7777, where nothing listens
+    monkeypatch.setenv("KAGGLE_USERNAME", "art")
+    monkeypatch.setenv("KAGGLE_KEY", "s3cr3tkey")
+    pinned = fingerprint(DataParams(source="kaggle", kaggle_dataset="a/b/versions/3"))
+    assert pinned["version"] == 3
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 7777)) == 0:
+            pytest.skip("something listens on port 7777")
+    with pytest.raises(PipelineError) as info:
+        fingerprint(DataParams(source="kaggle", kaggle_dataset="a/b"))
+    message = str(info.value)
+    assert message.startswith("Kaggle: looking up the current version of a/b failed (") and "connection" in message
+    assert "\n" not in message and "s3cr3tkey" not in message
+
+
+def test_download_fetches_the_version_source_recorded(tmp_path, monkeypatch):
+    import kagglehub
+
+    from tests.test_download import download
+
+    asked = []
+
+    def fake_download(handle, *args, **kwargs):  # the internet, mocked: kagglehub's cache of that version
+        asked.append(handle)
+        return str(make_source(tmp_path / "kaggle", FOLDERS))
+
+    monkeypatch.setattr(kagglehub, "dataset_download", fake_download)
+    monkeypatch.setenv("KAGGLE_USERNAME", "art")
+    monkeypatch.setenv("KAGGLE_KEY", "k" * 32)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "source.json").write_text(json.dumps({"source": "kaggle", "dataset": "a/b", "version": 7}))
+    download(tmp_path, monkeypatch, source="kaggle", kaggle_dataset="a/b")
+    assert asked == ["a/b/versions/7"]
