@@ -198,7 +198,7 @@ def grow_train_csv(root: Path, times: int) -> None:
 @pytest.fixture
 def resize_project(tmp_path) -> Path:
     make_raw_dataset(tmp_path, {"Ann": 6, "Bob": 6}, size=(400, 300))
-    write_params(tmp_path, {"oversample": {"strategy": "none"}, "resize": {"size": 64, "workers": 1}})
+    write_params(tmp_path, {"oversample": {"strategy": "none"}, "resize": {"image_size": 64, "workers": 1}})
     for stage in ("split", "oversample", "resize"):
         run_stage(stage, tmp_path)
     return tmp_path
@@ -275,7 +275,7 @@ def test_disk_full_in_resize_is_one_line_and_keeps_previous_outputs(resize_proje
     # same path as ENOSPC and EDQUOT.
     root = resize_project
     before = snapshot(root / "data" / "resized")
-    write_params(root, {"oversample": {"strategy": "none"}, "resize": {"size": 128, "workers": 1}})
+    write_params(root, {"oversample": {"strategy": "none"}, "resize": {"image_size": 128, "workers": 1}})
     proc = run_limited("resize", root, 64 << 10)
     assert_one_line_error(proc, "resize", "no space left", "free disk space", strict=False)
     assert snapshot(root / "data" / "resized") == before and leftovers(root) == []
