@@ -136,12 +136,18 @@ def example_image(images: np.ndarray, side: int = 16) -> bytes:
 
 
 @contextlib.contextmanager
-def _active_run(uri: str, run_id: str) -> Iterator[None]:
-    # The fluent log_model logs into the active run of the global tracking URI; the stages use
-    # explicit clients, so both are set only for this call.
+def _store(uri: Optional[str]) -> Iterator[None]:
+    # MLflow's fluent API (log_model, load_model of models:/...) reads the global tracking URI;
+    # the project passes its store explicitly, so it is set only for the call.
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    with _use_tracking_uri(uri), mlflow.start_run(run_id=run_id, log_system_metrics=False):
+    with _use_tracking_uri(uri) if uri else contextlib.nullcontext():
+        yield
+
+
+@contextlib.contextmanager
+def _active_run(uri: str, run_id: str) -> Iterator[None]:
+    with _store(uri), mlflow.start_run(run_id=run_id, log_system_metrics=False):
         yield
 
 
@@ -165,10 +171,19 @@ def log_model(uri: str, run_id: str, example: bytes) -> str:
     return info.model_id
 
 
-def load(uri: str) -> mlflow.pyfunc.PyFuncModel:
-    """``mlflow.pyfunc.load_model`` with a one-line error for a URI that names no model."""
+def project_store() -> str:
+    """The store the train stage writes: params.yaml's ``mlflow`` section here, else the default (``$MLFLOW_TRACKING_URI`` wins)."""
+    from painter_id import tracking
+    from painter_id.params import PARAMS_FILE, MlflowParams, load_section
+
+    return tracking.resolve_tracking_uri(load_section("mlflow") if Path(PARAMS_FILE).exists() else MlflowParams())
+
+
+def load(uri: str, tracking_uri: Optional[str] = None) -> mlflow.pyfunc.PyFuncModel:
+    """``mlflow.pyfunc.load_model`` from the store ``tracking_uri``, with a one-line error for a URI that names no model."""
     try:
-        return mlflow.pyfunc.load_model(uri)
+        with _store(tracking_uri):
+            return mlflow.pyfunc.load_model(uri)
     except Exception as exc:  # MLflow raises many types for a missing alias, version or store
         raise PipelineError(f"cannot load MLflow model {uri}: {first_line(exc)[:300]}") from None
 
