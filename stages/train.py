@@ -313,7 +313,10 @@ def main() -> None:
                            if not math.isnan(best[k])))
 
         save_outputs(net.model, labels, image_format, epoch_log.rows, summary)
-        tracking.log_metrics(client, run_id, {f"train.{k}": v for k, v in summary.items() if v is not None})
+        # The best epoch's own loss and accuracy too: painter-compare shows them beside train.best_epoch.
+        at_best = {"train.best_loss": best["loss"], "train.best_accuracy": best["accuracy"]}
+        tracking.log_metrics(client, run_id, {**{f"train.{k}": v for k, v in summary.items() if v is not None},
+                                              **{k: v for k, v in at_best.items() if not math.isnan(v)}})
         tracking.log_artifacts(client, run_id, [PARAMS_FILE, HISTORY, model_files.LABELS_FILE,
                                                   model_files.PREPROCESSING_FILE])
         model_id = log_mlflow_model(uri, run_id, data.images) if params.mlflow.log_model else None
