@@ -22,7 +22,7 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from painter_id import mlflow_model, tracking
+from painter_id import tracking
 from painter_id.compare import fetch_runs
 from painter_id.errors import PipelineError, first_line
 from painter_id.params import load_section
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 DEFAULT_NAME = "painter-id"
 DEFAULT_ALIAS = "champion"
 DEFAULT_METRIC = "test_accuracy"
+# painter_id.mlflow_model.NAME; not imported, since that module loads TensorFlow (seconds) for nothing here.
+LOGGED_MODEL_NAME = "model"
 
 
 def model_of(client: mlflow.MlflowClient, run: Run) -> str:
@@ -41,7 +43,7 @@ def model_of(client: mlflow.MlflowClient, run: Run) -> str:
     if not ids:
         found = client.search_logged_models([run.info.experiment_id],
                                             filter_string=f"source_run_id = '{run.info.run_id}'")
-        ids = [model.model_id for model in found if model.name == mlflow_model.NAME]
+        ids = [model.model_id for model in found if model.name == LOGGED_MODEL_NAME]
     if not ids:
         raise PipelineError(f"run {run.info.run_name} ({run.info.run_id}) has no MLflow Model; "
                             "train it with mlflow.log_model: true")
