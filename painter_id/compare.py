@@ -2,7 +2,11 @@
 
     painter-compare                          # best accuracy first, as a table
     painter-compare --sort macro_f1 --where model.backbone=MobileNet
-    painter-compare --format csv > runs.csv
+    painter-compare --all-params --format csv > runs.csv
+
+Besides the test metrics and the best epoch of each training (with its loss and accuracy),
+it shows every param whose value differs among the runs listed, as ``dvc exp show
+--only-changed`` does; ``--all-params`` shows them all.
 
 (or ``python -m painter_id.compare``).
 Reads the same store the train stage writes (``mlflow.tracking_uri`` in params.yaml,
@@ -34,6 +38,7 @@ class Column:
     name: str
     read: Callable[[Run], object]
     numeric: bool = False
+    integer: bool = False
 
 
 def _param(key: str, *older: str) -> Callable[[Run], object]:
@@ -45,20 +50,34 @@ def _metric(key: str) -> Callable[[Run], object]:
     return lambda run: run.data.metrics.get(key, math.nan)
 
 
-COLUMNS = [
-    Column("run", lambda run: run.info.run_name or run.info.run_id[:8]),
-    Column("backbone", _param("model.backbone")),
-    Column("frozen_layers", _param("model.frozen_layers")),
-    # Runs from before the rename (dvc#10296) logged resize.size.
-    Column("image_size", _param("resize.image_size", "resize.size")),
-    Column("weights", _param("model.weights")),
+RUN = Column("run", lambda run: run.info.run_name or run.info.run_id[:8])
+STATUS = Column("status", lambda run: run.info.status)
+# The test metrics, then the best epoch of the training and its metrics (train.* of metrics/train.json).
+METRICS = [
     Column("accuracy", _metric("test_accuracy"), numeric=True),
     Column("macro_f1", _metric("test_macro_f1"), numeric=True),
     Column("top5_accuracy", _metric("test_top5_accuracy"), numeric=True),
+    Column("best_epoch", _metric("train.best_epoch"), numeric=True, integer=True),
+    Column("best_loss", _metric("train.best_loss"), numeric=True),
+    Column("best_accuracy", _metric("train.best_accuracy"), numeric=True),
+    Column("best_val_loss", _metric("train.best_val_loss"), numeric=True),
+    Column("best_val_accuracy", _metric("train.best_val_accuracy"), numeric=True),
     Column("train_seconds", _metric("train.train_seconds"), numeric=True),
-    Column("status", lambda run: run.info.status),
 ]
-SORTABLE = [column.name for column in COLUMNS if column.numeric]
+SORTABLE = [column.name for column in METRICS]
+
+
+def param_keys(runs: Sequence[Run], all_params: bool = False) -> list[str]:
+    """The params whose value differs among ``runs`` (a param a run lacks counts as differing), or all of them."""
+    keys = sorted(set().union(*(run.data.params for run in runs))) if runs else []
+    if all_params:
+        return keys
+    return [key for key in keys if len({run.data.params.get(key) for run in runs}) > 1]
+
+
+def columns(runs: Sequence[Run], all_params: bool = False) -> list[Column]:
+    """The run's name, the params that differ (or all), the metrics, the status."""
+    return [RUN, *(Column(key, _param(key)) for key in param_keys(runs, all_params)), *METRICS, STATUS]
 
 
 def parse_filters(filters: Sequence[str]) -> dict[str, str]:
@@ -91,44 +110,52 @@ def fetch_runs(uri: str, experiment: str) -> list[Run]:
 
 
 def select(runs: Sequence[Run], where: dict[str, str], sort: str, ascending: bool = False,
-           limit: Optional[int] = None) -> list[list]:
-    """Rows of :data:`COLUMNS` for runs matching ``where``, sorted by ``sort`` (missing values last)."""
+           limit: Optional[int] = None) -> list[Run]:
+    """The runs matching ``where``, sorted by the metric column ``sort`` (missing values last)."""
     kept = [run for run in runs if all(run.data.params.get(k) == v for k, v in where.items())]
-    rows = [[column.read(run) for column in COLUMNS] for run in kept]
-    key_index = [column.name for column in COLUMNS].index(sort)
+    read = next(column.read for column in METRICS if column.name == sort)
 
-    def sort_key(row: list) -> tuple:
-        value = row[key_index]
+    def sort_key(run: Run) -> tuple:
+        value = read(run)
         missing = value is None or (isinstance(value, float) and math.isnan(value))
         return (missing, 0.0 if missing else (value if ascending else -value))
 
-    rows.sort(key=sort_key)
-    return rows[:limit] if limit else rows
+    kept.sort(key=sort_key)
+    return kept[:limit] if limit else kept
 
 
-def _cell(value: object) -> str:
+def rows_of(runs: Sequence[Run], cols: Sequence[Column]) -> list[list]:
+    """One row of ``cols`` per run."""
+    return [[column.read(run) for column in cols] for run in runs]
+
+
+def _cell(value: object, integer: bool = False) -> str:
     if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+        if math.isnan(value):
+            return ""
+        if integer:
+            return str(int(value))
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
 
 
-def render_table(rows: list[list]) -> str:
+def render_table(runs: Sequence[Run], cols: Sequence[Column]) -> str:
     """A plain aligned text table with a header line."""
-    header = [column.name for column in COLUMNS]
-    cells = [header] + [[_cell(v) for v in row] for row in rows]
+    header = [column.name for column in cols]
+    cells = [header] + [[_cell(v, c.integer) for v, c in zip(row, cols)] for row in rows_of(runs, cols)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
-    numeric = [column.numeric for column in COLUMNS]
     lines = []
     for line in cells:
-        lines.append("  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(line, widths, numeric)).rstrip())
+        lines.append("  ".join(c.rjust(w) if column.numeric else c.ljust(w)
+                               for c, w, column in zip(line, widths, cols)).rstrip())
     return "\n".join(lines)
 
 
-def write_csv(rows: list[list], out) -> None:
+def write_csv(runs: Sequence[Run], cols: Sequence[Column], out) -> None:
     """The same rows as CSV, full precision."""
     writer = SafeWriter(out)
-    writer.writerow([column.name for column in COLUMNS])
-    for row in rows:
+    writer.writerow([column.name for column in cols])
+    for row in rows_of(runs, cols):
         writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v for v in row])
 
 
@@ -141,6 +168,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="keep runs whose MLflow param equals VALUE, e.g. model.backbone=MobileNet (repeatable)")
     parser.add_argument("--format", default="table", choices=["table", "csv"], help="output format")
     parser.add_argument("--limit", type=positive_int, default=None, help="show at most this many runs (1 or more)")
+    parser.add_argument("--all-params", action="store_true",
+                        help="every param, not only those whose value differs among the runs listed")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: as the train stage)")
     parser.add_argument("--experiment", default=None, help="MLflow experiment (default: mlflow.experiment)")
     return parser.parse_args(argv)
@@ -152,11 +181,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     params = load_section("mlflow")
     uri = args.tracking_uri or tracking.resolve_tracking_uri(params)
     experiment = args.experiment or params.experiment
-    rows = select(fetch_runs(uri, experiment), parse_filters(args.where), args.sort, args.ascending, args.limit)
+    runs = select(fetch_runs(uri, experiment), parse_filters(args.where), args.sort, args.ascending, args.limit)
+    cols = columns(runs, args.all_params)
     if args.format == "csv":
-        write_csv(rows, sys.stdout)
-    elif rows:
-        print(render_table(rows))
+        write_csv(runs, cols, sys.stdout)
+    elif runs:
+        print(render_table(runs, cols))
     else:
         print(f"no runs in MLflow experiment {experiment!r} at {uri}", file=sys.stderr)
 

@@ -7,6 +7,7 @@ image is (EXIF orientation applied, every mode brought to 8-bit RGB).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from pathlib import Path
@@ -44,21 +45,23 @@ def is_image_name(path: os.PathLike | str) -> bool:
     return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
 
 
-def open_image(path: os.PathLike | str, max_pixels: Optional[int] = None, draft_size: Optional[int] = None) -> Image.Image:
-    """Open and fully decode an image, or raise :class:`ImageRejected` with the reason.
+def open_image(path: os.PathLike | str | bytes, max_pixels: Optional[int] = None,
+               draft_size: Optional[int] = None) -> Image.Image:
+    """Open and fully decode an image (a file, or the bytes of one), or raise :class:`ImageRejected`.
 
     ``max_pixels`` is checked from the header, before decoding, so a decompression bomb
     costs nothing. ``draft_size`` lets the JPEG decoder shrink by a power of two while
     decoding (much faster when the target is small); the result is still at least that big.
     """
-    path = Path(path)
+    # Bytes: an upload or a served request, decoded by exactly the code that reads files.
+    source = io.BytesIO(path) if isinstance(path, bytes) else Path(path)
     try:
-        if path.stat().st_size == 0:
+        if (len(path) if isinstance(path, bytes) else source.stat().st_size) == 0:
             raise ImageRejected("empty file")
     except OSError as exc:
         raise ImageRejected(f"unreadable: {exc.strerror or exc}") from None
     try:
-        img = Image.open(path)
+        img = Image.open(source)
     except Exception as exc:  # Pillow raises many types for non-images
         raise ImageRejected(f"not an image: {type(exc).__name__}") from None
     width, height = img.size
@@ -110,7 +113,7 @@ def to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(scaled.astype(np.uint8), "L")
 
 
-def load_rgb(path: os.PathLike | str, max_pixels: Optional[int] = None, draft_size: Optional[int] = None) -> Image.Image:
+def load_rgb(path: os.PathLike | str | bytes, max_pixels: Optional[int] = None, draft_size: Optional[int] = None) -> Image.Image:
     """:func:`open_image` then :func:`to_rgb`; a mode that cannot become RGB is :class:`ImageRejected` too."""
     img = open_image(path, max_pixels=max_pixels, draft_size=draft_size)
     try:
@@ -134,7 +137,8 @@ def fit_square(img: Image.Image, size: int, mode: str = "pad") -> Image.Image:
     raise ValueError(f"unknown resize mode {mode!r}; use one of {RESIZE_MODES}")
 
 
-def load_square(path: os.PathLike | str, size: int, mode: str = "pad", max_pixels: Optional[int] = None) -> np.ndarray:
-    """Decode ``path`` and return a ``(size, size, 3)`` uint8 array, the model's input format."""
+def load_square(path: os.PathLike | str | bytes, size: int, mode: str = "pad",
+                max_pixels: Optional[int] = None) -> np.ndarray:
+    """Decode ``path`` (a file, or its bytes) and return a ``(size, size, 3)`` uint8 array, the model's input format."""
     img = load_rgb(path, max_pixels=max_pixels, draft_size=size)
     return np.asarray(fit_square(img, size, mode), dtype=np.uint8)

@@ -249,7 +249,7 @@ class MlflowParams:
 
     tracking_uri: Optional[str] = None
     experiment: str = "painter-identification"
-    log_model: bool = False
+    log_model: bool = True
 
     def validate(self) -> None:
         if not self.experiment:

@@ -1,6 +1,6 @@
 """Command ``painter-predict``: which painter made these paintings? (not a DVC stage)
 
-    painter-predict IMAGE_OR_FOLDER... [--model models/model.keras]
+    painter-predict IMAGE_OR_FOLDER... [--model models/model.keras | models:/painter-id@champion]
         [--labels models/labels.json] [--top-k 3] [--tta none|flip|flip_crops]
 
 Prints CSV to stdout, ``path,rank,artist,probability``, the ``--top-k`` most likely artists
@@ -19,6 +19,7 @@ size of the model's input and the ``resize.mode`` the training images were made 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -140,6 +141,16 @@ def predict_files(paths: Sequence[Path], predictor: Predictor, out: TextIO) -> i
     return errors
 
 
+def is_model_uri(text: str) -> bool:
+    """True for an MLflow model URI (``models:/name@alias``, ``runs:/id/model``, ...) rather than a file."""
+    return text.startswith(("models:/", "runs:/")) or "://" in text
+
+
+def _model_arg(text: str) -> Path | str:
+    # Path() would fold the "//" of a URI such as file:///...; model URIs stay text.
+    return text if is_model_uri(text) else Path(text)
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="painter-predict",
@@ -147,7 +158,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER",
                         help="image files, or folders searched recursively for images")
-    parser.add_argument("--model", type=Path, default=model_files.MODEL_FILE, help="default: %(default)s")
+    parser.add_argument("--model", type=_model_arg, default=model_files.MODEL_FILE,
+                        help="a .keras file, or an MLflow model URI such as models:/painter-id@champion "
+                             "(default: %(default)s)")
     parser.add_argument("--labels", type=Path, default=None,
                         help="the model's artist names (default: labels.json beside the model)")
     parser.add_argument("--top-k", type=positive_int, default=3,
@@ -158,21 +171,34 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Predict the painters of the images named in ``argv`` (default: the command line)."""
-    args = parse_args(argv)
+def mlflow_predictor(uri: str, args: argparse.Namespace) -> Predictor:
+    """A :class:`Predictor` from an MLflow Model (``models:/painter-id@champion``): its labels and resize mode travel with it."""
+    from painter_id import mlflow_model
+
+    inner = mlflow_model.painter_model(mlflow_model.load(uri, mlflow_model.project_store()), uri)
+    return Predictor(inner.model, inner.labels, inner.mode, args.top_k, args.tta, args.batch_size)
+
+
+def file_predictor(args: argparse.Namespace) -> Predictor:
+    """A :class:`Predictor` from a ``.keras`` file with ``labels.json`` and ``preprocessing.json`` beside it."""
     model = model_files.load_model(args.model)
     labels_path = args.labels or args.model.parent / model_files.LABELS_FILE.name
     labels = model_files.read_labels(labels_path)
     model_files.check_classes(model, labels, args.model, labels_path)
     mode = resize_mode(args.model, int(model.input_shape[1]))
-    top_k = min(args.top_k, len(labels))
+    return Predictor(model, labels, mode, args.top_k, args.tta, args.batch_size)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Predict the painters of the images named in ``argv`` (default: the command line)."""
+    args = parse_args(argv)
+    predictor = mlflow_predictor(args.model, args) if isinstance(args.model, str) else file_predictor(args)
+    top_k = min(args.top_k, len(predictor.labels))
     if top_k < args.top_k:
         log.warning("--top-k %d: the model knows only %d artists; printing %d per image",
-                    args.top_k, len(labels), top_k)
+                    args.top_k, len(predictor.labels), top_k)
     paths = find_images(args.paths)
-    predictor = Predictor(model, labels, mode, top_k, args.tta, args.batch_size)
-    errors = predict_files(paths, predictor, sys.stdout)
+    errors = predict_files(paths, dataclasses.replace(predictor, top_k=top_k), sys.stdout)
     log.info("%d images, %d unreadable", len(paths), errors)
     missing = [target for target in args.paths if not os.path.lexists(target)]
     if missing:

@@ -241,10 +241,10 @@ def log_params(client: mlflow.MlflowClient, run_id: str, params: Mapping[str, An
 
 
 def log_metrics(client: mlflow.MlflowClient, run_id: str, metrics: Mapping[str, float],
-                step: int = 0) -> None:
-    """Log numeric ``metrics`` at ``step`` in one call."""
+                step: int = 0, model_id: Optional[str] = None) -> None:
+    """Log numeric ``metrics`` at ``step`` in one call; with ``model_id`` they are also the logged model's."""
     now = int(time.time() * 1000)
-    items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+    items = [Metric(key, float(value), now, step, model_id=model_id) for key, value in metrics.items()]
     client.log_batch(run_id, metrics=items)
 
 

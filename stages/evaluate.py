@@ -155,7 +155,8 @@ def log_to_mlflow(uri: str, experiment_id: str, run: dict, metrics: dict, artifa
     if run.get("tracking_uri") and run["tracking_uri"] != uri:
         log.warning("models/run.json names store %s, logging into %s", run["tracking_uri"], uri)
     if tracking.find_run(client, run_id):
-        tracking.log_metrics(client, run_id, test_metrics)
+        # Linked to the run's MLflow Model too (MLflow 3): its page and the registry show them.
+        tracking.log_metrics(client, run_id, test_metrics, model_id=run.get("model_id"))
         tracking.log_artifacts(client, run_id, artifacts)
         log.info("MLflow: test metrics logged into run %s", run_id)
         return

@@ -6,7 +6,8 @@ preprocessing inside: it takes raw 0..255 RGB pixels), ``models/labels.json``,
 ``models/preprocessing.json`` (the image size and resize mode of the training images, so
 predict brings new images to the model exactly as resize did),
 ``models/run.json``, ``metrics/train.json`` and ``metrics/history.csv``, and records the
-run (params, per-epoch metrics) in MLflow.
+run (params, per-epoch metrics) in MLflow, with the model as an MLflow Model when
+``mlflow.log_model`` is on (see :mod:`painter_id.mlflow_model`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from painter_id import distribute, feature_cache, model_files, resized, tracking
+from painter_id import distribute, feature_cache, mlflow_model, model_files, resized, tracking
 from painter_id.atomic import atomic_path, ensure_writable_dir, write_csv, write_json
 from painter_id.backbones import (Backbone, Preprocess, build_backbone, check_size, freeze, get_backbone,
                                   resolve_weights, with_pooled_layers)
@@ -266,6 +267,15 @@ def save_outputs(model: keras.Model, labels: list[str], image_format: dict, rows
     write_json(TRAIN_METRICS, summary)
 
 
+def log_mlflow_model(uri: str, run_id: str, images: np.ndarray) -> Optional[str]:
+    """Log ``models/`` as the run's MLflow Model and return its id; ``None`` (with a warning) if the store fails."""
+    try:
+        return mlflow_model.log_model(uri, run_id, mlflow_model.example_image(images))
+    except Exception as exc:  # the trained model is in models/ already: a busy store must not cost the training
+        log.warning("MLflow: model not logged (%s); models/model.keras has it", first_line(exc)[:300])
+        return None
+
+
 def main() -> None:
     params = load_all()
     train_params = params.train
@@ -303,12 +313,15 @@ def main() -> None:
                            if not math.isnan(best[k])))
 
         save_outputs(net.model, labels, image_format, epoch_log.rows, summary)
-        tracking.log_metrics(client, run_id, {f"train.{k}": v for k, v in summary.items() if v is not None})
+        # The best epoch's own loss and accuracy too: painter-compare shows them beside train.best_epoch.
+        at_best = {"train.best_loss": best["loss"], "train.best_accuracy": best["accuracy"]}
+        tracking.log_metrics(client, run_id, {**{f"train.{k}": v for k, v in summary.items() if v is not None},
+                                              **{k: v for k, v in at_best.items() if not math.isnan(v)}})
         tracking.log_artifacts(client, run_id, [PARAMS_FILE, HISTORY, model_files.LABELS_FILE,
                                                   model_files.PREPROCESSING_FILE])
-        if params.mlflow.log_model:
-            tracking.log_artifacts(client, run_id, [model_files.MODEL_FILE])
-        write_json(model_files.RUN_FILE, {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri})
+        model_id = log_mlflow_model(uri, run_id, data.images) if params.mlflow.log_model else None
+        write_json(model_files.RUN_FILE, {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri,
+                                          "model_id": model_id})
 
 
 if __name__ == "__main__":

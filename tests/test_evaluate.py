@@ -52,7 +52,11 @@ def test_evaluate_scores_the_test_split_and_logs_into_the_training_run(tmp_path,
     assert run.data.metrics["test_accuracy"] == metrics["accuracy"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"params.yaml", "confusion.png", "per_artist.csv", "misclassified.png", "eval.json"} <= artifacts
-    assert "model.keras" not in artifacts  # mlflow.log_model is false by default
+    # The model is an MLflow Model of the run (stored under the experiment), not a loose artifact.
+    assert "model.keras" not in artifacts
+    [logged] = client.search_logged_models([run.info.experiment_id])
+    assert logged.source_run_id == run.info.run_id
+    assert {m.key: m.value for m in logged.metrics}["test_accuracy"] == metrics["accuracy"]
 
 
 def test_score_on_known_predictions():
@@ -95,12 +99,12 @@ def test_gallery_with_nothing_misclassified_says_so(tmp_path):
 
 
 def test_missing_training_run_goes_to_an_evaluation_only_run(tmp_path, resized_dataset, monkeypatch):
-    db = setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}, "mlflow": {"log_model": True}})
+    db = setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}, "mlflow": {"log_model": False}})
     train.main()
     run_file = Path("models/run.json")
     old = json.loads(run_file.read_text())
     client = mlflow.MlflowClient(f"sqlite:///{db}")
-    assert "model.keras" in {a.path for a in client.list_artifacts(old["run_id"])}
+    assert old["model_id"] is None and not client.search_logged_models([old["experiment_id"]])
     run_file.write_text(json.dumps({**old, "run_id": "0" * 32}))
 
     proc = run_stage("evaluate", tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})

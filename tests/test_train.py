@@ -58,7 +58,8 @@ def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch)
     assert all(0 <= float(row["val_accuracy"]) <= 1 and float(row["learning_rate"]) > 0 for row in history)
     assert json.loads(Path("models/labels.json").read_text()) == ["Ann", "Bob", "Cy"]
     run = json.loads(Path("models/run.json").read_text())
-    assert set(run) == {"run_id", "experiment_id", "tracking_uri"} and run["tracking_uri"].endswith("mlflow.db")
+    assert set(run) == {"run_id", "experiment_id", "tracking_uri", "model_id"}
+    assert run["tracking_uri"].endswith("mlflow.db") and run["model_id"].startswith("m-")  # mlflow.log_model: true
     model = keras.models.load_model("models/model.keras")
     assert model.predict(np.zeros((1, 32, 32, 3), np.uint8), verbose=0).shape == (1, 3)
     assert not [p for p in Path("models").iterdir() if p.name.startswith(".")]  # no temporaries left

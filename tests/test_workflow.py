@@ -140,13 +140,17 @@ def test_compare_lists_the_runs(workflow):
     project, _ = workflow
     proc = run([sys.executable, "-m", "painter_id.compare", "--format", "csv", "--sort", "macro_f1"], project, env=ENV)
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
-    assert sorted(int(r["frozen_layers"]) for r in rows) == [0, 10, 20, 40]
+    assert sorted(int(r["model.frozen_layers"]) for r in rows) == [0, 10, 20, 40]
     scores = [float(r["macro_f1"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
-    assert {r["backbone"] for r in rows} == {"MobileNet"} and {r["image_size"] for r in rows} == {"32"}
+    assert "model.backbone" not in rows[0] and "resize.size" not in rows[0]  # the same in every run
+    assert all(1 <= float(r["best_epoch"]) for r in rows)
+    every = run([sys.executable, "-m", "painter_id.compare", "--format", "csv", "--all-params"], project, env=ENV)
+    rows = list(csv.DictReader(io.StringIO(every.stdout)))
+    assert {r["model.backbone"] for r in rows} == {"MobileNet"} and {r["resize.size"] for r in rows} == {"32"}
     only = run([sys.executable, "-m", "painter_id.compare", "--where", "model.frozen_layers=40"], project, env=ENV)
     lines = only.stdout.strip().splitlines()
-    assert lines[0].split()[:3] == ["run", "backbone", "frozen_layers"] and len(lines) == 2
+    assert lines[0].split()[:2] == ["run", "accuracy"] and len(lines) == 2  # one run: no param differs
     assert "frozen40" in lines[1]
 
 

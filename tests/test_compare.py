@@ -1,0 +1,74 @@
+"""painter-compare: the params that differ among the runs it lists, the best epoch, --all-params."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import mlflow
+import pytest
+
+from painter_id import compare
+from tests.conftest import write_params
+
+SHARED = {"model.backbone": "MobileNet", "resize.size": "448", "train.epochs": "300"}
+RUNS = [  # name, params that vary, test accuracy, best epoch
+    ("plain", {"model.l2": "0.0", "evaluate.tta": "none"}, 0.72, 40),
+    ("l2", {"model.l2": "0.003", "evaluate.tta": "none"}, 0.77, 120),
+    ("l2-flip", {"model.l2": "0.003", "evaluate.tta": "flip"}, 0.76, 120),
+]
+
+
+@pytest.fixture(scope="module")
+def store_root(tmp_path_factory):
+    """A real SQLite store with three finished runs of the pipeline's experiment, and a params.yaml."""
+    root = tmp_path_factory.mktemp("compare")
+    write_params(root, {})
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.create_experiment("painter-identification")
+    for name, params, accuracy, best_epoch in RUNS:
+        run_id = client.create_run(experiment, run_name=name).info.run_id
+        for key, value in {**SHARED, **params}.items():
+            client.log_param(run_id, key, value)
+        for key, value in {"test_accuracy": accuracy, "train.best_epoch": best_epoch, "train.best_loss": 0.5,
+                           "train.best_accuracy": 0.9, "train.train_seconds": 11.9}.items():
+            client.log_metric(run_id, key, value)
+        client.set_terminated(run_id)
+    return root
+
+
+@pytest.fixture
+def store(store_root, monkeypatch):
+    monkeypatch.chdir(store_root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store_root / 'mlflow.db'}")
+
+
+def compare_csv(capsys, *args: str) -> list[dict[str, str]]:
+    compare.main(["--format", "csv", *args])
+    return list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+
+
+def test_only_the_params_that_differ_are_shown_with_the_best_epoch(store, capsys):
+    rows = compare_csv(capsys)
+
+    assert [row["run"] for row in rows] == ["l2", "l2-flip", "plain"]  # best accuracy first
+    params = [key for key in rows[0] if "." in key]
+    assert params == ["evaluate.tta", "model.l2"]
+    assert [(row["model.l2"], row["evaluate.tta"]) for row in rows] == [("0.003", "none"), ("0.003", "flip"),
+                                                                          ("0.0", "none")]
+    assert [row["best_epoch"] for row in rows] == ["120.0", "120.0", "40.0"]
+    assert rows[0]["best_loss"] == "0.5" and rows[0]["best_accuracy"] == "0.9"
+
+
+def test_listing_fewer_runs_narrows_what_differs_and_all_params_shows_everything(store, capsys):
+    rows = compare_csv(capsys, "--where", "evaluate.tta=none")
+    assert [key for key in rows[0] if "." in key] == ["model.l2"]  # tta no longer differs
+
+    rows = compare_csv(capsys, "--all-params", "--limit", "1")
+    assert [key for key in rows[0] if "." in key] == sorted({**SHARED, **RUNS[0][1]})
+    assert rows[0]["model.backbone"] == "MobileNet"
+
+    compare.main([])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["run", "evaluate.tta", "model.l2", "accuracy"]
+    assert table[1].split()[:4] == ["l2", "none", "0.003", "0.7700"] and " 120 " in table[1]
