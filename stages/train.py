@@ -6,13 +6,15 @@ preprocessing inside: it takes raw 0..255 RGB pixels), ``models/labels.json``,
 ``models/preprocessing.json`` (the image size and resize mode of the training images, so
 predict brings new images to the model exactly as resize did),
 ``models/run.json``, ``metrics/train.json`` and ``metrics/history.csv``, and records the
-run (params, per-epoch metrics) in MLflow.
+run (params, per-epoch metrics) in MLflow. Under ``train.strategy: multi_worker`` only the
+chief does that; the other workers train in lockstep with it and write nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +126,7 @@ def count_params(weights: list) -> int:
 class EpochLog(keras.callbacks.Callback):
     """Collects one history row per epoch and logs it to the MLflow run (step = epoch)."""
 
-    def __init__(self, client: mlflow.MlflowClient, run_id: str):
+    def __init__(self, client: Optional[mlflow.MlflowClient], run_id: Optional[str]):
         super().__init__()
         self.client = client
         self.run_id = run_id
@@ -137,6 +139,8 @@ class EpochLog(keras.callbacks.Callback):
         row = {key: float(logs.get(key, float("nan"))) for key in HISTORY_COLUMNS[1:-1]}
         row["learning_rate"] = round(lr, 10)  # float32 noise: 0.0010000000474974513
         self.rows.append({"epoch": epoch + 1, **row})
+        if self.client is None:  # a non-chief worker: the chief logs the same numbers
+            return
         try:  # without a validation set there is no val_*: nothing to chart in MLflow
             tracking.log_metrics(self.client, self.run_id, {k: v for k, v in row.items() if not math.isnan(v)},
                                  step=epoch + 1)
@@ -255,15 +259,59 @@ def fit(fit_model: keras.Model, x: np.ndarray, y: np.ndarray, split: tuple[np.nd
     return monitor
 
 
-def save_outputs(model: keras.Model, labels: list[str], image_format: dict, rows: list[dict], summary: dict) -> None:
-    """Write ``models/`` and ``metrics/`` (each file atomically)."""
-    with atomic_path(model_files.MODEL_FILE) as tmp:
+def save_model(model: keras.Model, path: Path) -> None:
+    """Save ``model`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
         # Same layers, not compiled: the file holds no optimizer state (3x the weights with Adam).
         keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
+
+
+def save_outputs(model: keras.Model, labels: list[str], image_format: dict, rows: list[dict], summary: dict) -> None:
+    """Write ``models/`` and ``metrics/`` (each file atomically)."""
+    save_model(model, model_files.MODEL_FILE)
     write_json(model_files.LABELS_FILE, labels)
     write_json(model_files.PREPROCESSING_FILE, {"size": image_format["size"], "mode": image_format["mode"]})
     write_csv(HISTORY, HISTORY_COLUMNS, ([row[c] for c in HISTORY_COLUMNS] for row in rows))
     write_json(TRAIN_METRICS, summary)
+
+
+def train_as_worker(net: Network, fit_model: keras.Model, x: np.ndarray, y: np.ndarray,
+                    split: tuple[np.ndarray, np.ndarray], params: TrainParams) -> None:
+    """A non-chief ``multi_worker`` task: train in lockstep with the chief and keep nothing.
+
+    TensorFlow wants every worker to take part in saving, so the model goes to a temporary
+    folder that is deleted: ``models/``, ``metrics/`` and the MLflow run are the chief's alone.
+    """
+    fit(fit_model, x, y, split, params, EpochLog(None, None))
+    with tempfile.TemporaryDirectory(prefix="painter-id-worker-") as folder:
+        save_model(net.model, Path(folder) / model_files.MODEL_FILE.name)
+    log.info("worker done; the chief records the run and writes models/ and metrics/")
+
+
+def record_training(net: Network, fit_model: keras.Model, x: np.ndarray, y: np.ndarray, split: tuple,
+                    params: Params, cache: str, store: tuple[str, str], outputs: tuple[list, dict]) -> None:
+    """Train inside one MLflow run, then write ``models/``, ``metrics/`` and the run's artifacts."""
+    uri, experiment_id = store
+    client = mlflow.MlflowClient(uri)
+    name = tracking.run_name(net.entry.name, net.frozen)
+    with tracking.start_run(client, experiment_id, name, tracking.run_tags()) as run_id:
+        tracking.log_params(client, run_id, {**params.flat(), **network_params(net, cache)})
+        epoch_log = EpochLog(client, run_id)
+        start = time.monotonic()
+        monitor = fit(fit_model, x, y, split, params.train, epoch_log)
+        summary = summarize(epoch_log.rows, time.monotonic() - start, net.model, net.backbone, net.frozen, monitor)
+        best = epoch_log.rows[summary["best_epoch"] - 1]
+        log.info("best epoch %d of %d: %s", summary["best_epoch"], summary["epochs_run"],
+                 ", ".join(f"{k} {best[k]:.3f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                           if not math.isnan(best[k])))
+
+        save_outputs(net.model, *outputs, epoch_log.rows, summary)
+        tracking.log_metrics(client, run_id, {f"train.{k}": v for k, v in summary.items() if v is not None})
+        tracking.log_artifacts(client, run_id, [PARAMS_FILE, HISTORY, model_files.LABELS_FILE,
+                                                  model_files.PREPROCESSING_FILE])
+        if params.mlflow.log_model:
+            tracking.log_artifacts(client, run_id, [model_files.MODEL_FILE])
+        write_json(model_files.RUN_FILE, {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri})
 
 
 def main() -> None:
@@ -273,9 +321,11 @@ def main() -> None:
     data = resized.load_split("train")
     image_format = resized.read_format()
     check_size(entry, data.size)  # before the MLflow store is touched: a params mistake costs nothing
-    for output in (model_files.MODEL_FILE, TRAIN_METRICS):
-        ensure_writable_dir(output)
-    uri, experiment_id = tracking.prepare_store(params.mlflow)
+    chief = distribute.is_chief(train_params.strategy)
+    if chief:
+        for output in (model_files.MODEL_FILE, TRAIN_METRICS):
+            ensure_writable_dir(output)
+        store = tracking.prepare_store(params.mlflow)
 
     labels = resized.class_names(data.artists)
     y = resized.encode(data.artists, labels, str(resized.table_path("train")))
@@ -288,27 +338,10 @@ def main() -> None:
     with strategy.scope():
         fit_model.compile(optimizer=make_optimizer(train_params), loss="sparse_categorical_crossentropy",
                           metrics=["accuracy"], jit_compile=train_params.jit_compile)
-
-    client = mlflow.MlflowClient(uri)
-    name = tracking.run_name(entry.name, net.frozen)
-    with tracking.start_run(client, experiment_id, name, tracking.run_tags()) as run_id:
-        tracking.log_params(client, run_id, {**params.flat(), **network_params(net, cache)})
-        epoch_log = EpochLog(client, run_id)
-        start = time.monotonic()
-        monitor = fit(fit_model, x, y, split, train_params, epoch_log)
-        summary = summarize(epoch_log.rows, time.monotonic() - start, net.model, net.backbone, net.frozen, monitor)
-        best = epoch_log.rows[summary["best_epoch"] - 1]
-        log.info("best epoch %d of %d: %s", summary["best_epoch"], summary["epochs_run"],
-                 ", ".join(f"{k} {best[k]:.3f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
-                           if not math.isnan(best[k])))
-
-        save_outputs(net.model, labels, image_format, epoch_log.rows, summary)
-        tracking.log_metrics(client, run_id, {f"train.{k}": v for k, v in summary.items() if v is not None})
-        tracking.log_artifacts(client, run_id, [PARAMS_FILE, HISTORY, model_files.LABELS_FILE,
-                                                  model_files.PREPROCESSING_FILE])
-        if params.mlflow.log_model:
-            tracking.log_artifacts(client, run_id, [model_files.MODEL_FILE])
-        write_json(model_files.RUN_FILE, {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri})
+    if chief:
+        record_training(net, fit_model, x, y, split, params, cache, store, (labels, image_format))
+    else:
+        train_as_worker(net, fit_model, x, y, split, train_params)
 
 
 if __name__ == "__main__":
