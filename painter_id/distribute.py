@@ -4,7 +4,8 @@
 default device; ``mirrored`` always uses ``MirroredStrategy``, over every local GPU or, on a
 machine without one, over every logical CPU device (one unless TensorFlow was told to split
 the CPU); ``multi_worker`` uses ``MultiWorkerMirroredStrategy``, configured by the
-``TF_CONFIG`` environment variable on every machine.
+``TF_CONFIG`` environment variable on every machine. Under ``multi_worker`` every machine
+trains the same model in lockstep, but only the chief (:func:`is_chief`) records it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import Mapping, Optional
 
 import tensorflow as tf
 
@@ -20,11 +22,11 @@ from painter_id.errors import PipelineError
 log = logging.getLogger(__name__)
 
 
-def _check_tf_config() -> None:
-    raw = os.environ.get("TF_CONFIG")
+def _check_tf_config(raw: Optional[str]) -> Optional[dict]:
+    """``TF_CONFIG`` parsed and checked (``None`` when unset): a bad one is a one-line error."""
     if not raw:
         log.warning("train.strategy is multi_worker but TF_CONFIG is not set: training on this machine alone")
-        return
+        return None
     try:
         config = json.loads(raw)
         workers = config["cluster"]["worker"]
@@ -36,12 +38,31 @@ def _check_tf_config() -> None:
             '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}} '
             "with this machine's index"
         ) from None
+    return config
+
+
+def is_chief(strategy_name: str, env: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether this process records the training: its MLflow run, ``models/`` and ``metrics/``.
+
+    True unless ``train.strategy`` is ``multi_worker`` and ``TF_CONFIG`` names another task as
+    the chief. TensorFlow's rule (``keras`` ``multi_worker_util.is_chief``): the task of type
+    ``chief`` when the cluster has one, else worker 0. Without ``TF_CONFIG`` the machine
+    trains alone and is its own chief.
+    """
+    env = os.environ if env is None else env
+    if strategy_name != "multi_worker" or not env.get("TF_CONFIG"):
+        return True
+    config = _check_tf_config(env["TF_CONFIG"])
+    task = config["task"]
+    if task["type"] == "chief":
+        return True
+    return "chief" not in config["cluster"] and task["index"] == 0
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy ``train.strategy`` names; build and compile models in its scope."""
     if name == "multi_worker":
-        _check_tf_config()
+        _check_tf_config(os.environ.get("TF_CONFIG"))
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
         gpus = [device.name for device in tf.config.list_logical_devices("GPU")]

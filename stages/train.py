@@ -7,13 +7,16 @@ preprocessing inside: it takes raw 0..255 RGB pixels), ``models/labels.json``,
 predict brings new images to the model exactly as resize did),
 ``models/run.json``, ``metrics/train.json`` and ``metrics/history.csv``, and records the
 run (params, per-epoch metrics) in MLflow, with the model as an MLflow Model when
-``mlflow.log_model`` is on (see :mod:`painter_id.mlflow_model`).
+``mlflow.log_model`` is on (see :mod:`painter_id.mlflow_model`). Under
+``train.strategy: multi_worker`` only the chief does that; the other workers train in
+lockstep with it and write nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from painter_id import distribute, feature_cache, mlflow_model, model_files, resized, tracking
+from painter_id import distribute, feature_cache, model_files, resized, tracking
 from painter_id.atomic import atomic_path, ensure_writable_dir, write_csv, write_json
 from painter_id.backbones import (Backbone, Preprocess, build_backbone, check_size, freeze, get_backbone,
                                   resolve_weights, with_pooled_layers)
@@ -125,7 +128,7 @@ def count_params(weights: list) -> int:
 class EpochLog(keras.callbacks.Callback):
     """Collects one history row per epoch and logs it to the MLflow run (step = epoch)."""
 
-    def __init__(self, client: mlflow.MlflowClient, run_id: str):
+    def __init__(self, client: Optional[mlflow.MlflowClient], run_id: Optional[str]):
         super().__init__()
         self.client = client
         self.run_id = run_id
@@ -138,6 +141,8 @@ class EpochLog(keras.callbacks.Callback):
         row = {key: float(logs.get(key, float("nan"))) for key in HISTORY_COLUMNS[1:-1]}
         row["learning_rate"] = round(lr, 10)  # float32 noise: 0.0010000000474974513
         self.rows.append({"epoch": epoch + 1, **row})
+        if self.client is None:  # a non-chief worker: the chief logs the same numbers
+            return
         try:  # without a validation set there is no val_*: nothing to chart in MLflow
             tracking.log_metrics(self.client, self.run_id, {k: v for k, v in row.items() if not math.isnan(v)},
                                  step=epoch + 1)
@@ -256,19 +261,39 @@ def fit(fit_model: keras.Model, x: np.ndarray, y: np.ndarray, split: tuple[np.nd
     return monitor
 
 
-def save_outputs(model: keras.Model, labels: list[str], image_format: dict, rows: list[dict], summary: dict) -> None:
-    """Write ``models/`` and ``metrics/`` (each file atomically)."""
-    with atomic_path(model_files.MODEL_FILE) as tmp:
+def save_model(model: keras.Model, path: Path) -> None:
+    """Save ``model`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
         # Same layers, not compiled: the file holds no optimizer state (3x the weights with Adam).
         keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
+
+
+def save_outputs(model: keras.Model, labels: list[str], image_format: dict, rows: list[dict], summary: dict) -> None:
+    """Write ``models/`` and ``metrics/`` (each file atomically)."""
+    save_model(model, model_files.MODEL_FILE)
     write_json(model_files.LABELS_FILE, labels)
     write_json(model_files.PREPROCESSING_FILE, {"size": image_format["size"], "mode": image_format["mode"]})
     write_csv(HISTORY, HISTORY_COLUMNS, ([row[c] for c in HISTORY_COLUMNS] for row in rows))
     write_json(TRAIN_METRICS, summary)
 
 
+@dataclass(frozen=True)
+class FitInputs:
+    """What ``fit`` trains on: the model it fits (whole, or the head on cached features), its rows and labels."""
+
+    model: keras.Model
+    x: np.ndarray
+    y: np.ndarray
+    split: tuple[np.ndarray, np.ndarray]
+    cache: str  # feature cache: hit, miss or off
+
+
 def log_mlflow_model(uri: str, run_id: str, images: np.ndarray) -> Optional[str]:
     """Log ``models/`` as the run's MLflow Model and return its id; ``None`` (with a warning) if the store fails."""
+    # Imported here: mlflow.pyfunc is slow to import and warns at import time, before a
+    # params mistake could be reported on one line.
+    from painter_id import mlflow_model
+
     try:
         return mlflow_model.log_model(uri, run_id, mlflow_model.example_image(images))
     except Exception as exc:  # the trained model is in models/ already: a busy store must not cost the training
@@ -276,36 +301,33 @@ def log_mlflow_model(uri: str, run_id: str, images: np.ndarray) -> Optional[str]
         return None
 
 
-def main() -> None:
-    params = load_all()
-    train_params = params.train
-    entry = get_backbone(params.model.backbone)
-    data = resized.load_split("train")
-    image_format = resized.read_format()
-    check_size(entry, data.size)  # before the MLflow store is touched: a params mistake costs nothing
-    for output in (model_files.MODEL_FILE, TRAIN_METRICS):
-        ensure_writable_dir(output)
-    uri, experiment_id = tracking.prepare_store(params.mlflow)
+def train_as_worker(net: Network, inputs: FitInputs, params: TrainParams) -> None:
+    """A non-chief ``multi_worker`` task: train in lockstep with the chief and keep nothing.
 
-    labels = resized.class_names(data.artists)
-    y = resized.encode(data.artists, labels, str(resized.table_path("train")))
-    split = resized.validation_split(data, train_params.validation_split, train_params.seed)
-    log.info("%d training rows, %d validation rows (originals held out), %d artists",
-             len(split[0]), len(split[1]), len(labels))
+    TensorFlow wants every worker to take part in saving, so the model goes to a temporary
+    folder that is deleted: ``models/``, ``metrics/`` and the MLflow run are the chief's alone.
+    """
+    fit(inputs.model, inputs.x, inputs.y, inputs.split, params, EpochLog(None, None))
+    with tempfile.TemporaryDirectory(prefix="painter-id-worker-") as folder:
+        save_model(net.model, Path(folder) / model_files.MODEL_FILE.name)
+    log.info("worker done; the chief records the run and writes models/ and metrics/")
 
-    net, strategy = build_network(params, data.size, len(labels))
-    fit_model, x, cache = training_inputs(net, data, params, strategy)
-    with strategy.scope():
-        fit_model.compile(optimizer=make_optimizer(train_params), loss="sparse_categorical_crossentropy",
-                          metrics=["accuracy"], jit_compile=train_params.jit_compile)
 
+def record_training(net: Network, inputs: FitInputs, params: Params, store: tuple[str, str],
+                    data: tuple[resized.Split, list, dict]) -> None:
+    """Train inside one MLflow run, then write ``models/``, ``metrics/`` and the run's artifacts and model.
+
+    ``data``: the training split, the class names and the image format (``format.json``).
+    """
+    uri, experiment_id = store
+    split_data, labels, image_format = data
     client = mlflow.MlflowClient(uri)
-    name = tracking.run_name(entry.name, net.frozen)
+    name = tracking.run_name(net.entry.name, net.frozen)
     with tracking.start_run(client, experiment_id, name, tracking.run_tags()) as run_id:
-        tracking.log_params(client, run_id, {**params.flat(), **network_params(net, cache)})
+        tracking.log_params(client, run_id, {**params.flat(), **network_params(net, inputs.cache)})
         epoch_log = EpochLog(client, run_id)
         start = time.monotonic()
-        monitor = fit(fit_model, x, y, split, train_params, epoch_log)
+        monitor = fit(inputs.model, inputs.x, inputs.y, inputs.split, params.train, epoch_log)
         summary = summarize(epoch_log.rows, time.monotonic() - start, net.model, net.backbone, net.frozen, monitor)
         best = epoch_log.rows[summary["best_epoch"] - 1]
         log.info("best epoch %d of %d: %s", summary["best_epoch"], summary["epochs_run"],
@@ -319,9 +341,40 @@ def main() -> None:
                                               **{k: v for k, v in at_best.items() if not math.isnan(v)}})
         tracking.log_artifacts(client, run_id, [PARAMS_FILE, HISTORY, model_files.LABELS_FILE,
                                                   model_files.PREPROCESSING_FILE])
-        model_id = log_mlflow_model(uri, run_id, data.images) if params.mlflow.log_model else None
+        model_id = log_mlflow_model(uri, run_id, split_data.images) if params.mlflow.log_model else None
         write_json(model_files.RUN_FILE, {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri,
                                           "model_id": model_id})
+
+
+def main() -> None:
+    params = load_all()
+    train_params = params.train
+    entry = get_backbone(params.model.backbone)
+    data = resized.load_split("train")
+    image_format = resized.read_format()
+    check_size(entry, data.size)  # before the MLflow store is touched: a params mistake costs nothing
+    chief = distribute.is_chief(train_params.strategy)
+    if chief:
+        for output in (model_files.MODEL_FILE, TRAIN_METRICS):
+            ensure_writable_dir(output)
+        store = tracking.prepare_store(params.mlflow)
+
+    labels = resized.class_names(data.artists)
+    y = resized.encode(data.artists, labels, str(resized.table_path("train")))
+    split = resized.validation_split(data, train_params.validation_split, train_params.seed)
+    log.info("%d training rows, %d validation rows (originals held out), %d artists",
+             len(split[0]), len(split[1]), len(labels))
+
+    net, strategy = build_network(params, data.size, len(labels))
+    fit_model, x, cache = training_inputs(net, data, params, strategy)
+    with strategy.scope():
+        fit_model.compile(optimizer=make_optimizer(train_params), loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"], jit_compile=train_params.jit_compile)
+    inputs = FitInputs(fit_model, x, y, split, cache)
+    if chief:
+        record_training(net, inputs, params, store, (data, labels, image_format))
+    else:
+        train_as_worker(net, inputs, train_params)
 
 
 if __name__ == "__main__":

@@ -130,4 +130,5 @@ def serve_folder(root: Path, handler: type[SimpleHTTPRequestHandler] = QuietHand
 
 
 # Re-exported so test modules keep importing them from here.
-from tests.project import PROJECT_FILES, dvc, make_project, run, run_stage, write_params  # noqa: E402,F401
+from tests.project import (PROJECT_FILES, dvc, make_project, run, run_stage, wait_for_queue,  # noqa: E402,F401
+                           write_params)

@@ -64,7 +64,7 @@ def parse(text: str) -> tuple[list[str], dict[str, list[dict[str, str]]]]:
 def resize_like_stage(paths: list[str], tmp: Path, mode: str) -> np.ndarray:
     """The 32 px array the resize stage makes of ``paths`` (relative to the cwd)."""
     dest = tmp / f"resized-{mode}.npy"
-    resize_to_npy(paths, dest, ResizeParams(size=32, mode=mode), Workers(1), "reference")
+    resize_to_npy(paths, dest, ResizeParams(image_size=32, mode=mode), Workers(1), "reference")
     return np.load(dest)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import dvc, make_project, run, write_params
+from tests.conftest import dvc, make_project, run, wait_for_queue, write_params
 
 TINY = {
     "data": {"synthetic_artists": 3, "synthetic_images": 48},
@@ -46,16 +46,6 @@ def _runs(store: Path) -> list:
     experiment = client.get_experiment_by_name("painter-identification")
     assert experiment is not None, "the train stage did not create the MLflow experiment"
     return client.search_runs([experiment.experiment_id], max_results=1000)
-
-
-def _wait_for_queue(project: Path, timeout: float = 600) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = dvc(project, "queue", "status", env=ENV).stdout
-        if "Queued" not in status and "Running" not in status:
-            return status
-        time.sleep(3)
-    raise AssertionError(f"queue still busy after {timeout} s:\n{status}")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +72,7 @@ def workflow(tmp_path_factory):
     log["runs_after_cached"] = len(_runs(project / "mlflow.db"))
     dvc(project, "exp", "run", "--queue", "-S", "model.frozen_layers=10,20", env=ENV)
     dvc(project, "queue", "start", env=ENV)
-    log["queue_status"] = _wait_for_queue(project)
+    log["queue_status"] = wait_for_queue(project, ENV)
     log["exp_show"] = dvc(project, "exp", "show", "--json", env=ENV).stdout
     return project, log
 
