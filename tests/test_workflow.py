@@ -77,7 +77,7 @@ def workflow(tmp_path_factory):
     dvc(project, "queue", "start", env=ENV)
     log["queue_status"] = _wait_for_queue(project)
     # Each queued experiment's log as a user reads it (the first task's is enough).
-    task = log["queue_status"].splitlines()[1].split()[0]
+    task = next(line.split()[0] for line in log["queue_status"].splitlines() if "Success" in line)
     log["queue_logs"] = dvc(project, "queue", "logs", task, env=ENV).stdout
     log["exp_show"] = dvc(project, "exp", "show", "--json", env=ENV).stdout
     return project, log
