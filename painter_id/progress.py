@@ -93,12 +93,11 @@ class Progress(keras.callbacks.Callback):
         steps = self.params.get("steps")
         if not steps or done >= steps:
             return ""
-        if done > 1:  # the rate after the first batch, which also traces the graph in epoch 1
-            per_batch = (now - self.first_done) / (done - 1)
-        elif self.epoch > 0:
-            per_batch = now - self.start
-        else:
-            return " (the first batch includes building the graph)"
+        if done == 1:
+            # Not a rate yet: the first batch also fills the input pipeline, and in epoch 1 builds
+            # the graph (a later epoch's first batch was seen taking a third of the epoch).
+            return " (the first batch includes building the graph)" if self.epoch == 0 else ""
+        per_batch = (now - self.first_done) / (done - 1)
         return f", about {duration((steps - done) * per_batch)} left in the epoch"
 
     def on_test_begin(self, logs: Optional[dict] = None) -> None:
