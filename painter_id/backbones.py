@@ -114,6 +114,14 @@ _ENTRIES = [
     *(Backbone(f"EfficientNetV2{v}", "none", 32) for v in ("B0", "B1", "B2", "B3", "S", "M", "L")),
     Backbone("MobileNet", "tf", 32, takes_alpha=True),
     Backbone("MobileNetV2", "tf", 32, takes_alpha=True),
+    # Keras builds MobileNetV3 and ConvNeXt with their preprocessing inside (include_preprocessing
+    # defaults to True): a Rescaling to [-1, 1], an ImageNet mean/std Normalization.
+    Backbone("MobileNetV3Small", "none", 32, takes_alpha=True),
+    Backbone("MobileNetV3Large", "none", 32, takes_alpha=True),
+    *(Backbone(f"ConvNeXt{v}", "none", 32) for v in ("Tiny", "Small", "Base", "Large", "XLarge")),
+    # Trained at 224 (Mobile) and 331 px (Large); without the classifier top any size from 32 works.
+    Backbone("NASNetMobile", "tf", 32),
+    Backbone("NASNetLarge", "tf", 32),
     Backbone(SIMPLE_CNN, "unit", 16),
 ]
 BACKBONES: dict[str, Backbone] = {entry.name: entry for entry in _ENTRIES}

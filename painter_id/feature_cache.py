@@ -12,8 +12,11 @@ backbone + head, and evaluate/predict do not know the difference.
 Not cached: a partly frozen backbone (its trainable part still changes every step, and
 graphs such as InceptionResNetV2's cannot be cut at an arbitrary layer index), any
 augmentation (the backbone then sees different pixels every epoch), and backbones with
-layers that are random while training (EfficientNet's stochastic depth), whose training
-output is not the cached inference output.
+layers that are random while training (EfficientNet's stochastic depth, made of Dropout
+layers), whose training output is not the cached inference output. ConvNeXt's stochastic
+depth is off in ``keras.applications`` (``drop_path_rate`` 0: no such layer is built), and
+its LayerScale is deterministic; tests/test_backbones.py checks this against the backbones' own
+training-mode output.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from painter_id.backbones import (Backbone, Preprocess, build_backbone, check_si
                                   resolve_weights, with_pooled_layers)
 from painter_id.errors import first_line
 from painter_id.params import PARAMS_FILE, ModelParams, Params, TrainParams, load_all
+from painter_id.progress import Progress
 from painter_id.runner import run_stage
 from painter_id.workspace import main_workspace
 
@@ -253,11 +254,12 @@ def fit(fit_model: keras.Model, x: np.ndarray, y: np.ndarray, split: tuple[np.nd
                                       restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=params.reduce_lr_factor,
                                           patience=params.reduce_lr_patience, min_lr=params.min_learning_rate),
+        Progress(),  # last: its per-epoch line shows what the others add to the logs (learning_rate)
     ]
     n_classes = int(fit_model.output_shape[-1])
     fit_model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, shuffle=False,
                   class_weight=class_weights(y[train_idx], n_classes, params.class_weight),
-                  callbacks=callbacks, verbose=2)
+                  callbacks=callbacks, verbose=0)
     return monitor
 
 

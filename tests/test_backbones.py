@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+
 import h5py
 import keras
 import numpy as np
 import pytest
 
+from painter_id import feature_cache
 from painter_id.backbones import (
     BACKBONES,
     SIMPLE_CNN,
+    SIMPLE_CNN_FILTERS,
     Preprocess,
     build_backbone,
     check_size,
@@ -19,26 +23,44 @@ from painter_id.backbones import (
     with_pooled_layers,
 )
 from painter_id.errors import PipelineError
+from painter_id.params import ModelParams, TrainParams
+from stages.train import build_model
 
 SPEC_NAMES = [
     "InceptionResNetV2", "Xception", "InceptionV3", "ResNet50", "ResNet50V2", "DenseNet121", "DenseNet169",
     "DenseNet201", *(f"EfficientNetB{i}" for i in range(8)), "EfficientNetV2S", "MobileNet", "MobileNetV2",
-    "VGG16", SIMPLE_CNN,
+    "VGG16", SIMPLE_CNN, "NASNetMobile", "NASNetLarge", "MobileNetV3Small", "MobileNetV3Large",
+    *(f"ConvNeXt{v}" for v in ("Tiny", "Small", "Base", "Large", "XLarge")),
 ]
+KERAS_NAMES = [name for name in BACKBONES if name != SIMPLE_CNN]
 
 
-def test_registry_has_every_backbone_of_the_spec_and_each_exists_in_keras():
-    missing = [name for name in SPEC_NAMES if name not in BACKBONES]
-    assert not missing
-    for name, entry in BACKBONES.items():
-        if name != SIMPLE_CNN:
-            assert callable(getattr(keras.applications, name)), name
-    sizes = {name: BACKBONES[name].min_size for name in ("InceptionResNetV2", "InceptionV3", "Xception",
-                                                          "ResNet50", "VGG16", "DenseNet121", "EfficientNetB0",
-                                                          "MobileNet")}
-    assert sizes == {"InceptionResNetV2": 75, "InceptionV3": 75, "Xception": 71, "ResNet50": 32, "VGG16": 32,
-                     "DenseNet121": 32, "EfficientNetB0": 32, "MobileNet": 32}
-    assert [n for n, e in BACKBONES.items() if e.takes_alpha] == ["MobileNet", "MobileNetV2"]
+def keras_constructor(name: str):
+    return getattr(keras.applications, name)
+
+
+def keras_preprocess_input(name: str):
+    """The ``preprocess_input`` keras.applications documents for backbone ``name`` (its module's)."""
+    module = keras_constructor(name).__module__.rsplit(".", 1)[-1]  # keras.src.applications.<module>
+    return getattr(keras.applications, module).preprocess_input
+
+
+def test_registry_has_every_backbone_of_the_spec():
+    assert not [name for name in SPEC_NAMES if name not in BACKBONES]
+
+
+@pytest.mark.parametrize("name", KERAS_NAMES)
+def test_entry_matches_keras_minimum_size_alpha_and_preprocessing(name):
+    entry, build = BACKBONES[name], keras_constructor(name)
+    # Keras checks the size before building anything: one pixel less must be refused by Keras itself.
+    below = entry.min_size - 1
+    with pytest.raises(ValueError, match="at least"):
+        build(include_top=False, weights=None, input_shape=(below, below, 3))
+    assert entry.takes_alpha == ("alpha" in inspect.signature(build).parameters)
+    pixels = np.random.default_rng(0).integers(0, 256, size=(2, 5, 5, 3)).astype("uint8")
+    expected = keras_preprocess_input(name)(pixels.astype("float32").copy())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(Preprocess(entry.preprocess)(pixels)), expected,
+                               rtol=1e-5, atol=1e-4)
 
 
 def test_unknown_backbone_is_one_line_listing_valid_names():
@@ -157,3 +179,78 @@ def test_pooled_layers_must_exist_and_output_feature_maps():
         with_pooled_layers(backbone, ["conv_aa"])
     with pytest.raises(PipelineError, match="'gap' does not output a feature map"):
         with_pooled_layers(backbone, ["gap"])
+
+
+def family(name: str) -> str:
+    return SIMPLE_CNN if name == SIMPLE_CNN else keras_constructor(name).__module__
+
+
+# The full check (save and reload, the training-mode pass) runs on the first registry entry of
+# each keras.applications module, the family's smallest; the larger members are marked
+# large_backbone and get the cheaper one (build, layers, one prediction), which keeps all 47 in
+# CI: building every entry once already costs minutes on 2 cores. A family shares its layer
+# classes, so its smallest member covers their serialisation and randomness.
+FULL_CHECK = {next(n for n in BACKBONES if family(n) == f) for f in {family(n) for n in BACKBONES}}
+N_ARTISTS = 3
+
+
+def reference_layer_types(name: str, size: int) -> list[str]:
+    """The layers of keras.applications' own ``name`` without its top (variables never initialised: fast)."""
+    if name == SIMPLE_CNN:
+        return ["Conv2D", "MaxPooling2D"] * len(SIMPLE_CNN_FILTERS)
+    with keras.StatelessScope():
+        reference = keras_constructor(name)(include_top=False, weights=None, input_shape=(size, size, 3))
+    return [type(layer).__name__ for layer in reference.layers]
+
+
+def inner_backbone(model: keras.Model) -> keras.Model:
+    (backbone,) = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return backbone
+
+
+def assert_frozen(model: keras.Model) -> None:
+    assert inner_backbone(model).trainable_weights == []
+    assert sorted(w.path for w in model.trainable_weights) == ["artist/bias", "artist/kernel"]
+
+
+@pytest.mark.parametrize("name", [n if n in FULL_CHECK else pytest.param(n, marks=pytest.mark.large_backbone)
+                                  for n in BACKBONES])
+def test_every_entry_builds_frozen_at_its_minimum_size_and_predicts_raw_pixels(name, tmp_path):
+    """Like timm's test of every registered model: each entry as the train stage builds it."""
+    keras.backend.clear_session()
+    entry = BACKBONES[name]
+    size = entry.min_size
+    model, backbone, frozen = build_model(entry, size, N_ARTISTS, ModelParams(backbone=name, frozen_layers="all"),
+                                          TrainParams(), root=tmp_path)
+    assert frozen == len(backbone.layers)
+    assert [type(layer).__name__ for layer in backbone.layers] == reference_layer_types(name, size)
+    assert_frozen(model)
+    pixels = np.random.default_rng(0).integers(0, 256, size=(3, size, size, 3)).astype("uint8")
+    probabilities = keras.ops.convert_to_numpy(model(pixels, training=False))
+    assert probabilities.shape == (3, N_ARTISTS) and np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    if name not in FULL_CHECK:
+        return
+    # The feature cache must refuse exactly the backbones whose frozen training pass is random.
+    x = Preprocess(entry.preprocess)(pixels)
+    random = not np.allclose(*(keras.ops.convert_to_numpy(backbone(x, training=True)) for _ in range(2)))
+    assert (feature_cache.skip_reason("auto", backbone, frozen, []) is not None) == random
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert_frozen(loaded)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(pixels, training=False)), probabilities,
+                               rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, documented", [("ConvNeXtTiny", "torch"), ("MobileNetV3Small", "tf")])
+def test_backbones_with_preprocessing_inside_get_raw_pixels_and_normalise_them_as_keras_documents(name, documented):
+    # Keras builds them with include_preprocessing=True: the registry's "none" passes raw pixels
+    # on, and what their first weighted layer sees is ImageNet mean/std (ConvNeXt) or [-1, 1] scaling.
+    entry = BACKBONES[name]
+    assert entry.preprocess == "none"
+    backbone = build_backbone(entry, entry.min_size, None)
+    first = next(layer for layer in backbone.layers if layer.trainable_weights)
+    network_input = keras.Model(backbone.inputs, first.input)
+    pixels = np.random.default_rng(2).integers(0, 256, size=(2, entry.min_size, entry.min_size, 3)).astype("uint8")
+    seen = keras.ops.convert_to_numpy(network_input(Preprocess(entry.preprocess)(pixels)))
+    np.testing.assert_allclose(seen, keras.ops.convert_to_numpy(Preprocess(documented)(pixels)), rtol=1e-5, atol=1e-5)

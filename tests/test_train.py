@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -42,8 +43,9 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch):
+def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch, caplog):
     setup_project(tmp_path, monkeypatch, {})
+    caplog.set_level(logging.INFO, logger="painter_id.progress")
 
     train.main()
 
@@ -63,6 +65,9 @@ def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch)
     model = keras.models.load_model("models/model.keras")
     assert model.predict(np.zeros((1, 32, 32, 3), np.uint8), verbose=0).shape == (1, 3)
     assert not [p for p in Path("models").iterdir() if p.name.startswith(".")]  # no temporaries left
+    progress = [r.getMessage() for r in caplog.records if r.name == "painter_id.progress"]
+    assert [line.split(":")[0] for line in progress if "batch 1/" in line] == ["epoch 1/2", "epoch 2/2"]
+    assert len([line for line in progress if " - val_accuracy " in line]) == 2  # the per-epoch lines
 
 
 def test_validation_split_zero_trains_on_every_row_and_stops_on_training_loss(tmp_path, resized_dataset,

@@ -73,6 +73,9 @@ def workflow(tmp_path_factory):
     dvc(project, "exp", "run", "--queue", "-S", "model.frozen_layers=10,20", env=ENV)
     dvc(project, "queue", "start", env=ENV)
     log["queue_status"] = wait_for_queue(project, ENV)
+    # Each queued experiment's log as a user reads it (the first task's is enough).
+    task = next(line.split()[0] for line in log["queue_status"].splitlines() if "Success" in line)
+    log["queue_logs"] = dvc(project, "queue", "logs", task, env=ENV).stdout
     log["exp_show"] = dvc(project, "exp", "show", "--json", env=ENV).stdout
     return project, log
 
@@ -123,6 +126,8 @@ def test_queued_sweep_ran_and_every_training_is_one_mlflow_run(workflow):
     assert all(r.data.tags["dvc.exp_name"] in shown for r in exp_runs)
     # Queued runs happen in copies under .dvc/tmp/exps; none may create a store of its own.
     assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
+    # Training progress reaches `dvc queue logs` during each epoch, not only at its end.
+    assert "epoch 1/2: batch 1/" in log["queue_logs"] and "epoch 2/2: batch 1/" in log["queue_logs"], log["queue_logs"]
 
 
 @pytest.mark.slow
