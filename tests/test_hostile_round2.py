@@ -180,7 +180,9 @@ def test_compare_limit_must_be_one_or_more(limit, capsys):
 
 def test_compare_csv_neutralises_formulas(tmp_path):
     out = io.StringIO()
-    compare.write_csv([["=1+2", "@x", "-y", "", "", 0.5, float("nan"), -0.25, 1.0, "FINISHED"]], out)
+    row = ["=1+2", "@x", "-y", "", "", 0.5, float("nan"), -0.25, 1.0, "FINISHED"]
+    cols = [compare.Column(f"c{i}", lambda cells, i=i: cells[i]) for i in range(len(row))]
+    compare.write_csv([row], cols, out)
     row = out.getvalue().splitlines()[1]
     assert row == "'=1+2,'@x,'-y,,,0.5,,-0.25,1.0,FINISHED"
 

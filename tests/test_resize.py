@@ -75,7 +75,7 @@ def coloured(tmp_path) -> Path:
 
 
 def test_shapes_dtype_and_row_order(coloured, monkeypatch):
-    arrays = resize(coloured, monkeypatch, size=16)
+    arrays = resize(coloured, monkeypatch, image_size=16)
     assert arrays["train"].shape == (6, 16, 16, 3) and arrays["test"].shape == (3, 16, 16, 3)
     assert arrays["train"].dtype == np.uint8 and arrays["test"].dtype == np.uint8
     for name, source_csv in (("train", "data/oversampled/train.csv"), ("test", "data/split/test.csv")):
@@ -93,9 +93,9 @@ def test_shapes_dtype_and_row_order(coloured, monkeypatch):
 def test_pad_crop_and_stretch_differ_as_expected(tmp_path, monkeypatch):
     write_split(tmp_path, "train", [("data/raw/images/A/wide.png", "A", bands(), {})])
     write_split(tmp_path, "test", [("data/raw/images/A/wide2.png", "A", bands(), {})])
-    pad = resize(tmp_path, monkeypatch, size=20, mode="pad")["train"][0].astype(int)
-    crop = resize(tmp_path, monkeypatch, size=20, mode="crop")["train"][0].astype(int)
-    stretch = resize(tmp_path, monkeypatch, size=20, mode="stretch")["train"][0].astype(int)
+    pad = resize(tmp_path, monkeypatch, image_size=20, mode="pad")["train"][0].astype(int)
+    crop = resize(tmp_path, monkeypatch, image_size=20, mode="crop")["train"][0].astype(int)
+    stretch = resize(tmp_path, monkeypatch, image_size=20, mode="stretch")["train"][0].astype(int)
 
     # pad: the whole painting in the middle rows, black bars at top and bottom.
     assert pad[:4].max() == 0 and pad[-4:].max() == 0
@@ -129,7 +129,7 @@ def test_every_mode_becomes_rgb(tmp_path, monkeypatch):
     write_split(tmp_path, "train", train)
     write_split(tmp_path, "test", [("data/raw/images/M/plain.png", "M", solid(RED), {})])
     assert Image.open(tmp_path / "data/raw/images/M/sixteen.png").mode.startswith("I")
-    images = resize(tmp_path, monkeypatch, size=20, mode="pad")["train"].astype(int)
+    images = resize(tmp_path, monkeypatch, image_size=20, mode="pad")["train"].astype(int)
 
     expected = [RED, (128, 128, 128), (255, 255, 255), GREEN, (255, 255, 255)]
     for image, colour, (path, *_rest) in zip(images, expected, train):
@@ -145,20 +145,20 @@ def test_two_workers_write_the_same_arrays_as_one(tmp_path, monkeypatch):
     paths = [f"data/raw/{r['path']}" for r in rows(tmp_path / "data/raw/manifest.csv")]
     write_split(tmp_path, "train", [(p, "A", Image.open(tmp_path / p), {"quality": 90}) for p in paths[:22]])
     write_split(tmp_path, "test", [(p, "B", Image.open(tmp_path / p), {"quality": 90}) for p in paths[22:]])
-    one = resize(tmp_path, monkeypatch, size=24, workers=1)
+    one = resize(tmp_path, monkeypatch, image_size=24, workers=1)
     one_csv = (tmp_path / "data/resized/train.csv").read_bytes()
-    two = resize(tmp_path, monkeypatch, size=24, workers=2)
+    two = resize(tmp_path, monkeypatch, image_size=24, workers=2)
     assert np.array_equal(one["train"], two["train"]) and np.array_equal(one["test"], two["test"])
     assert (tmp_path / "data/resized/train.csv").read_bytes() == one_csv
     assert one["train"].std() > 10  # real pictures, not an all-zero array
 
 
 def test_undecodable_image_names_the_file_and_keeps_previous_output(coloured, monkeypatch):
-    resize(coloured, monkeypatch, size=16)
+    resize(coloured, monkeypatch, image_size=16)
     before = (coloured / "data/resized/train.npy").read_bytes()
     (coloured / "data/raw/images/T/t1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(PipelineError, match=r"data/raw/images/T/t1\.png: cannot be decoded"):
-        resize(coloured, monkeypatch, size=20)
+        resize(coloured, monkeypatch, image_size=20)
     assert (coloured / "data/resized/train.npy").read_bytes() == before
     assert not list((coloured / "data").glob(".resized.tmp-*"))
 
