@@ -138,11 +138,11 @@ def test_compare_lists_the_runs(workflow):
     assert sorted(int(r["model.frozen_layers"]) for r in rows) == [0, 10, 20, 40]
     scores = [float(r["macro_f1"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
-    assert "model.backbone" not in rows[0] and "resize.size" not in rows[0]  # the same in every run
+    assert "model.backbone" not in rows[0] and "resize.image_size" not in rows[0]  # the same in every run
     assert all(1 <= float(r["best_epoch"]) for r in rows)
     every = run([sys.executable, "-m", "painter_id.compare", "--format", "csv", "--all-params"], project, env=ENV)
     rows = list(csv.DictReader(io.StringIO(every.stdout)))
-    assert {r["model.backbone"] for r in rows} == {"MobileNet"} and {r["resize.size"] for r in rows} == {"32"}
+    assert {r["model.backbone"] for r in rows} == {"MobileNet"} and {r["resize.image_size"] for r in rows} == {"32"}
     only = run([sys.executable, "-m", "painter_id.compare", "--where", "model.frozen_layers=40"], project, env=ENV)
     lines = only.stdout.strip().splitlines()
     assert lines[0].split()[:2] == ["run", "accuracy"] and len(lines) == 2  # one run: no param differs
