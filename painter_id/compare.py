@@ -170,17 +170,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=positive_int, default=None, help="show at most this many runs (1 or more)")
     parser.add_argument("--all-params", action="store_true",
                         help="every param, not only those whose value differs among the runs listed")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: as the train stage)")
-    parser.add_argument("--experiment", default=None, help="MLflow experiment (default: mlflow.experiment)")
+    tracking.add_store_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Print the runs of the pipeline's MLflow experiment side by side."""
     args = parse_args(argv)
-    params = load_section("mlflow")
-    uri = args.tracking_uri or tracking.resolve_tracking_uri(params)
-    experiment = args.experiment or params.experiment
+    uri, experiment = tracking.store_from_arguments(args, load_section("mlflow"))
     runs = select(fetch_runs(uri, experiment), parse_filters(args.where), args.sort, args.ascending, args.limit)
     cols = columns(runs, args.all_params)
     if args.format == "csv":

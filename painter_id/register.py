@@ -103,17 +103,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--lowest", action="store_true", help="the lowest --metric is best (for a loss)")
     parser.add_argument("--name", default=DEFAULT_NAME, help="registered model (default: %(default)s)")
     parser.add_argument("--alias", default=DEFAULT_ALIAS, help="alias moved to the new version (default: %(default)s)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: as the train stage)")
-    parser.add_argument("--experiment", default=None, help="MLflow experiment (default: mlflow.experiment)")
+    tracking.add_store_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Register the chosen run's model and print the new version."""
     args = parse_args(argv)
-    params = load_section("mlflow")
-    uri = args.tracking_uri or tracking.resolve_tracking_uri(params)
-    experiment = args.experiment or params.experiment
+    uri, experiment = tracking.store_from_arguments(args, load_section("mlflow"))
     runs = fetch_runs(uri, experiment)
     if not runs:
         raise PipelineError(f"no runs in MLflow experiment {experiment!r} at {uri}; run `dvc repro` first")

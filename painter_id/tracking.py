@@ -10,6 +10,7 @@ race in its schema migration.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -67,6 +68,17 @@ def resolve_tracking_uri(params: MlflowParams, cwd: Optional[Path] = None,
         path = Path(uri).expanduser()
         return str(path if path.is_absolute() else main_workspace(cwd, env) / path)
     return uri
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tracking-uri`` and ``--experiment``, as the commands that read the pipeline's runs take them."""
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: as the train stage)")
+    parser.add_argument("--experiment", default=None, help="MLflow experiment (default: mlflow.experiment)")
+
+
+def store_from_arguments(args: argparse.Namespace, params: MlflowParams) -> tuple[str, str]:
+    """``(tracking URI, experiment name)``: the command-line flags, else what the train stage uses."""
+    return args.tracking_uri or resolve_tracking_uri(params), args.experiment or params.experiment
 
 
 def sqlite_path(uri: str) -> Optional[Path]:
