@@ -1,7 +1,9 @@
-"""The source stage: a changed folder, archive, URL or Kaggle version reruns download, and nothing else does.
+"""The source as a dependency: a changed folder, archive, URL or Kaggle version reruns download, and nothing else does.
 
-End to end under the real `dvc repro` (tiny Kaggle-layout sources, stopping at `download`), plus
-the fingerprints themselves in-process: local HTTP servers, and a stand-in for Kaggle's API.
+A folder or archive is DVC's own `${data.path}` dependency (a bare `dvc status` names download);
+a URL or Kaggle version goes through the source stage. End to end under the real `dvc status` /
+`dvc repro` (tiny Kaggle-layout sources, stopping at `download`), plus the source stage's
+fingerprints and one-line errors in-process: local HTTP servers, and a stand-in for Kaggle's API.
 """
 
 from __future__ import annotations
