@@ -48,8 +48,9 @@ def main_workspace(cwd: Optional[Path] = None, env: Optional[Mapping[str, str]] 
 def user_path(path: os.PathLike | str, env: Optional[Mapping[str, str]] = None) -> Path:
     """A path from params.yaml: ``~`` expanded, and a relative one taken from the main workspace.
 
-    So ``data.path: ../shared/x`` means the same folder under ``dvc repro`` and in a queued
-    experiment's copy under ``.dvc/tmp/exps/``.
+    So ``data.path: ../shared/x`` means the same folder whatever folder a stage runs in.
+    (DVC's own dependency on it in ``dvc.yaml`` is taken from the copy a queued experiment
+    runs in, under ``.dvc/tmp/exps/``; ``stages.source`` asks for an absolute path there.)
     """
     path = Path(path).expanduser()
     return path if path.is_absolute() else main_workspace(env=env) / path

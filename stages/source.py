@@ -1,14 +1,14 @@
 """Stage ``source``: fingerprint where the paintings come from, so ``download`` reruns when they change.
 
-DVC cannot look at a folder outside the repository, a web server or Kaggle by itself, so
-this cheap stage (``always_changed: true`` in ``dvc.yaml``) runs on every ``dvc repro``
-and writes ``data/source.json``, a dependency of ``download``. The file changes only when
-the source does:
+DVC cannot look at a web server (behind credentials taken from the environment) or Kaggle
+by itself, so this cheap stage (``always_changed: true`` in ``dvc.yaml``) runs on every
+``dvc repro`` and writes ``data/source.json``, a dependency of ``download``. The file
+changes only when the source does:
 
-- ``path``, a folder: every file's relative name, size and modification time (the way
-  DVC's own state database notices changes, without reading the images), so a painting
-  added, removed or rewritten in place changes it;
-- ``path``, an archive: its size and modification time;
+- ``path``: where it is and whether it is a folder or an archive, after checking that DVC
+  will find it; its contents are a DVC dependency of ``download`` (``${data.path}``), which
+  DVC's state database checks from sizes and modification times, so a bare ``dvc status``
+  names ``download`` when a painting is added, removed or replaced;
 - ``url``: the server's ``ETag`` / ``Last-Modified`` / ``Content-Length``, or, when it
   sends neither validator, the SHA-256 of the bytes themselves;
 - ``kaggle``: the dataset's current version number (``download`` then fetches exactly it);
@@ -17,9 +17,7 @@ the source does:
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,47 +29,30 @@ from painter_id.images import sha256_file
 from painter_id.params import DataParams, load_section
 from painter_id.runner import run_stage
 from painter_id.urls import expand_env, redact_url
-from painter_id.workspace import user_path
+from painter_id.workspace import main_workspace, user_path
 
 log = logging.getLogger(__name__)
 
 
-def folder_listing(root: Path) -> tuple[int, int, str]:
-    """``(files, bytes, sha256)`` of every non-hidden file's relative path, size and mtime under ``root``.
+def path_kind(params: DataParams) -> dict:
+    """``{"kind": "folder" | "archive"}`` of ``data.path``, or a one-line error DVC would not give.
 
-    Only ``stat`` calls: 8,446 paintings take a fraction of a second. Hidden files and
-    folders (``.DS_Store``, ``.git``) are left out, as ``download`` skips them too.
+    DVC hashes the path itself as a dependency of ``download`` (``dvc.yaml``), taking a
+    relative one from the folder it runs in; this stage runs first, so a path DVC cannot
+    find is named here, as a param with what to do, instead of as a bare ``No such file``.
     """
-    digest, files, total = hashlib.sha256(), 0, 0
-    stack = [root]
-    entries = []
-    while stack:
-        with os.scandir(stack.pop()) as found:
-            for entry in found:
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_dir(follow_symlinks=True):
-                    stack.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=True):
-                    info = entry.stat(follow_symlinks=True)
-                    entries.append((Path(entry.path).relative_to(root).as_posix(), info.st_size, info.st_mtime_ns))
-    for rel, size, mtime_ns in sorted(entries):
-        digest.update(f"{rel}\0{size}\0{mtime_ns}\n".encode("utf-8", "surrogateescape"))
-        files, total = files + 1, total + size
-    return files, total, digest.hexdigest()
-
-
-def path_fingerprint(params: DataParams) -> dict:
-    """What identifies the ``data.path`` folder or archive as it is now."""
+    if str(params.path).startswith("~"):
+        raise PipelineError(f"data.path {params.path}: DVC does not expand ~ in a dependency; write the full path")
+    if not Path(params.path).is_absolute() and main_workspace().resolve() != Path.cwd().resolve():
+        raise PipelineError(f"data.path {params.path} is relative, and this experiment runs in a copy of the "
+                            f"repository ({Path.cwd()}) where DVC would look for it; give the absolute path")
     path = user_path(params.path)
     if path.is_dir():
-        files, total, listing = folder_listing(path)
-        log.info("source: %s, a folder of %d files (%d bytes)", path, files, total)
-        return {"kind": "folder", "files": files, "bytes": total, "listing_sha256": listing}
+        log.info("source: %s, a folder", path)
+        return {"kind": "folder"}
     if path.is_file():
-        info = path.stat()
-        log.info("source: %s, an archive of %d bytes", path, info.st_size)
-        return {"kind": "archive", "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
+        log.info("source: %s, an archive", path)
+        return {"kind": "archive"}
     raise PipelineError(f"data.path {params.path}: no such folder or archive; "
                         "set data.path to the Kaggle-layout folder or .zip/.tar.gz")
 
@@ -96,8 +77,8 @@ def fingerprint(params: DataParams) -> dict:
     """The contents of ``data/source.json`` for ``params``: equal exactly when the source is unchanged."""
     found: dict = {"source": params.source}
     if params.source == "path":
-        # As written, not resolved: the same folder in another clone gives the same file.
-        found.update(path=params.path, **path_fingerprint(params))
+        # Its contents are DVC's to hash (the `${data.path}` dependency): only where it is.
+        found.update(path=params.path, **path_kind(params))
     elif params.source == "url":
         # Redacted: dvc.lock and data/source.json must never hold a password.
         found.update(url=redact_url(params.url), **url_fingerprint(params))

@@ -35,6 +35,7 @@ def test_project_params_file_is_valid_and_complete():
         ("model", {"frozen_layers": "half"}, "'all'"),
         ("data", {"source": "ftp"}, "synthetic, kaggle, url, path"),
         ("data", {"source": "path"}, "data.path is empty"),
+        ("data", {"source": "path", "path": "painter_id/synthetic.py"}, "data.path is empty (or still painter_id/synthetic.py"),
         ("data", {"source": "url", "url": "ftp://x"}, "http(s)"),
         ("resize", {"mode": "squash"}, "pad, crop, stretch"),
         ("oversample", {"strategy": "smote"}, "min_count, match_largest, none"),

@@ -1,7 +1,9 @@
-"""The source stage: a changed folder, archive, URL or Kaggle version reruns download, and nothing else does.
+"""The source as a dependency: a changed folder, archive, URL or Kaggle version reruns download, and nothing else does.
 
-End to end under the real `dvc repro` (tiny Kaggle-layout sources, stopping at `download`), plus
-the fingerprints themselves in-process: local HTTP servers, and a stand-in for Kaggle's API.
+A folder or archive is DVC's own `${data.path}` dependency (a bare `dvc status` names download);
+a URL or Kaggle version goes through the source stage. End to end under the real `dvc status` /
+`dvc repro` (tiny Kaggle-layout sources, stopping at `download`), plus the source stage's
+fingerprints and one-line errors in-process: local HTTP servers, and a stand-in for Kaggle's API.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import yaml
 
 from painter_id.errors import PipelineError
 from painter_id.params import DataParams
-from stages.source import fingerprint, folder_listing
+from stages.source import fingerprint
 from tests.conftest import QuietHandler, dvc, make_project, serve_folder
 from tests.test_download import jpeg, make_source, read_csv
 
@@ -51,7 +53,7 @@ def changed(project: Path, *stages: str) -> set[str]:
 
 
 @pytest.mark.slow
-def test_folder_source_add_remove_replace_rerun_download_and_only_then(tmp_path):
+def test_folder_source_add_remove_replace_show_in_bare_dvc_status_and_nothing_else_does(tmp_path):
     # data.path is relative, as users write it: taken from the main workspace.
     make_source(tmp_path / "paintings", FOLDERS)
     project = make_project(tmp_path / "project", {"data": {"source": "path", "path": "../paintings"}})
@@ -59,13 +61,17 @@ def test_folder_source_add_remove_replace_rerun_download_and_only_then(tmp_path)
     assert ran(dvc(project, "repro", "download").stdout) == {"source", "download"}
     before = manifest(project)
 
-    # Nothing changed: source looks, and nothing else runs.
+    # Nothing changed: source looks, nothing else runs, and `dvc status` says only that
+    # (asked about download: the stages after it never ran here).
     again = dvc(project, "repro", "download").stdout
     assert ran(again) == {"source"} and "Stage 'download' didn't change" in again
+    assert changed(project, "download") == set()
+    # Same bytes, new modification time (a copy, a backup restored): DVC rehashes, nothing changed.
+    os.utime(images / "Ann_Ash" / "Ann_Ash_1.jpg")
+    assert changed(project, "download") == set()
 
-    # A painting added: once source has looked, `dvc status` says download changed.
+    # A painting added: the bare `dvc status` (no stage run first) names download.
     jpeg(images / "Ann_Ash" / "Ann_Ash_new.jpg", seed=99)
-    dvc(project, "repro", "source")
     assert changed(project, "download") == {"download"}
     assert ran(dvc(project, "repro", "download").stdout) == {"source", "download"}
     assert set(manifest(project)) - set(before) == {"images/Ann_Ash/Ann_Ash_new.jpg"}
@@ -74,6 +80,7 @@ def test_folder_source_add_remove_replace_rerun_download_and_only_then(tmp_path)
     (images / "Bob_Birch" / "Bob_Birch_1.jpg").unlink()
     old_sha = manifest(project)["images/Ann_Ash/Ann_Ash_2.jpg"]
     jpeg(images / "Ann_Ash" / "Ann_Ash_2.jpg", seed=123)
+    assert changed(project, "download") == {"download"}
     assert ran(dvc(project, "repro", "download").stdout) == {"source", "download"}
     after = manifest(project)
     assert "images/Bob_Birch/Bob_Birch_1.jpg" not in after and after["images/Ann_Ash/Ann_Ash_2.jpg"] != old_sha
@@ -85,7 +92,7 @@ def test_folder_source_add_remove_replace_rerun_download_and_only_then(tmp_path)
 
 
 @pytest.mark.slow
-def test_archive_replaced_under_the_same_name_reruns_download(tmp_path):
+def test_archive_replaced_under_the_same_name_shows_in_dvc_status_and_a_missing_one_is_one_line(tmp_path):
     folder = make_source(tmp_path / "src", FOLDERS)
     archive = zip_folder(folder, tmp_path / "art.zip")
     project = make_project(tmp_path / "project", {"data": {"source": "path", "path": str(archive)}})
@@ -93,8 +100,15 @@ def test_archive_replaced_under_the_same_name_reruns_download(tmp_path):
 
     jpeg(folder / "images" / "images" / "Bob_Birch" / "Bob_Birch_9.jpg", seed=77)
     zip_folder(folder, archive)
+    assert changed(project, "download") == {"download"}
     assert ran(dvc(project, "repro", "download").stdout) == {"source", "download"}
     assert "images/Bob_Birch/Bob_Birch_9.jpg" in manifest(project)
+
+    # Gone: source, which runs first, names the param (not DVC's bare "No such file").
+    archive.unlink()
+    proc = dvc(project, "repro", "download", check=False)
+    assert proc.returncode != 0 and "Running stage 'download'" not in proc.stdout
+    assert f"error: source: data.path {archive}: no such folder or archive" in proc.stderr
 
 
 @pytest.mark.slow
@@ -110,6 +124,9 @@ def test_url_serving_other_bytes_reruns_download(tmp_path):
 
         jpeg(folder / "images" / "images" / "Ann_Ash" / "Ann_Ash_9.jpg", seed=55)
         zip_folder(folder, archive)
+        # The server is asked by source (see dvc.yaml), so `dvc status` names download once it ran.
+        dvc(project, "repro", "source")
+        assert changed(project, "download") == {"download"}
         assert ran(dvc(project, "repro", "download").stdout) == {"source", "download"}
     assert "images/Ann_Ash/Ann_Ash_9.jpg" in manifest(project)
     recorded = json.loads((project / "data" / "source.json").read_text(encoding="utf-8"))
@@ -119,42 +136,38 @@ def test_url_serving_other_bytes_reruns_download(tmp_path):
 # ------------------------------------------------------------------ fingerprints in-process
 
 
-def test_folder_listing_sees_additions_removals_and_rewrites_but_not_hidden_files(tmp_path):
-    root = make_source(tmp_path / "src", {"Ann": 2})
-    base = folder_listing(root)
-    assert base == folder_listing(root)
-    (root / ".DS_Store").write_bytes(b"finder")
-    assert folder_listing(root) == base
-
-    target = root / "images" / "images" / "Ann" / "Ann_1.jpg"
-    stat = target.stat()
-    data = bytearray(target.read_bytes())
-    data[-3] ^= 0xFF  # same size, other bytes
-    target.write_bytes(bytes(data))
-    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert folder_listing(root)[:2] == base[:2] and folder_listing(root) != base
-
-    extra = jpeg(root / "images" / "images" / "Ann" / "Ann_9.jpg", seed=3)
-    assert folder_listing(root)[0] == base[0] + 1
-    extra.unlink()
-    target.unlink()
-    assert folder_listing(root)[0] == base[0] - 1
-
-
-def test_archive_fingerprint_is_stable_until_replaced(tmp_path, monkeypatch):
+def test_path_fingerprint_is_where_and_what_not_the_contents(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    archive = zip_folder(make_source(tmp_path / "src", {"Ann": 2}), tmp_path / "art.zip")
-    params = DataParams(source="path", path="art.zip")
-    first = fingerprint(params)
-    assert first["kind"] == "archive" and fingerprint(params) == first
-    zip_folder(make_source(tmp_path / "src", {"Ann": 3}), tmp_path / "art.zip")
-    assert fingerprint(params) != first and archive.exists()
+    folder = make_source(tmp_path / "src", {"Ann": 2})
+    zip_folder(folder, tmp_path / "art.zip")
+    first = fingerprint(DataParams(source="path", path="src"))
+    assert first == {"source": "path", "path": "src", "kind": "folder"}
+    jpeg(folder / "images" / "images" / "Ann" / "Ann_9.jpg", seed=3)
+    assert fingerprint(DataParams(source="path", path="src")) == first  # DVC's own dependency sees that
+    assert fingerprint(DataParams(source="path", path="art.zip"))["kind"] == "archive"
 
 
-def test_missing_path_is_one_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("path, expected", [
+    ("nowhere", "data.path nowhere: no such folder or archive"),
+    ("~/paintings", "data.path ~/paintings: DVC does not expand ~"),
+])
+def test_path_dvc_cannot_find_is_one_line(tmp_path, monkeypatch, path, expected):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(PipelineError, match="data.path nowhere: no such folder or archive"):
-        fingerprint(DataParams(source="path", path="nowhere"))
+    with pytest.raises(PipelineError, match=expected):
+        fingerprint(DataParams(source="path", path=path))
+
+
+def test_relative_path_in_an_experiment_copy_is_one_line(tmp_path, monkeypatch):
+    # Queued and --temp experiments run in <repo>/.dvc/tmp/exps/<name>/ (DVC_ROOT names the
+    # repo): DVC would take ../src from there, where it is not.
+    make_source(tmp_path / "src", {"Ann": 2})
+    copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpx1"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(copy))
+    with pytest.raises(PipelineError, match=r"data.path \.\./src is relative, .* give the absolute path"):
+        fingerprint(DataParams(source="path", path="../src"))
+    assert fingerprint(DataParams(source="path", path=str(tmp_path / "src")))["kind"] == "folder"
 
 
 class NoValidators(QuietHandler):
