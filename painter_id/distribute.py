@@ -17,6 +17,7 @@ replicated with ``Strategy.run``, and the same Keras callbacks. Every other stra
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -125,7 +126,8 @@ def fit(model: keras.Model, dataset: tf.data.Dataset, validation_data: Optional[
 def _build_state(model: keras.Model, strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> None:
     """Create the model's loss, metric and optimizer variables now, as ``fit`` does before its first step.
 
-    A ``tf.function`` may not create variables after its first trace, and the first real batch
+    The metrics are zeroed when the first epoch starts. A ``tf.function`` may not create
+    variables after its first trace, and the first real batch
     must not be read here: that would start an extra pass over the shuffled data. A zero batch
     of the right shape, predicted without training, draws no random numbers.
     """
@@ -137,7 +139,6 @@ def _build_state(model: keras.Model, strategy: tf.distribute.Strategy, dataset: 
         model.compute_loss(x, y, y_pred)
         model.compute_metrics(x, y, y_pred, sample_weight=None)
         model.optimizer.build(model.trainable_variables)
-    model.reset_metrics()
 
 
 def _with_class_weights(dataset: tf.data.Dataset, class_weight: Optional[dict[int, float]]) -> tf.data.Dataset:
@@ -149,14 +150,16 @@ def _with_class_weights(dataset: tf.data.Dataset, class_weight: Optional[dict[in
 
 
 def _replicated(strategy: tf.distribute.Strategy, step: Callable) -> Callable:
-    """``step`` on every replica's share of a batch; its logs averaged over all replicas of all workers.
+    """``step`` on every replica's share of the iterator's next batch; its logs averaged over all replicas.
 
-    The callbacks act on these logs, so every worker must see the same numbers: a worker whose
-    early stopping fired alone would leave the others waiting for it.
+    The batch is taken inside the function: taken eagerly, each one would cost an eager
+    all-reduce (the workers agreeing that all still have data). The callbacks act on the
+    averaged logs, so every worker sees the same numbers: a worker whose early stopping fired
+    alone would leave the others waiting for it.
     """
     @tf.function
-    def run(batch):
-        logs = strategy.run(step, args=(batch,))
+    def run(iterator):
+        logs = strategy.run(step, args=(next(iterator),))
         return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
 
     return run
@@ -164,6 +167,23 @@ def _replicated(strategy: tf.distribute.Strategy, step: Callable) -> Callable:
 
 def _floats(logs: Mapping[str, tf.Tensor]) -> dict[str, float]:
     return {name: float(value) for name, value in logs.items()}
+
+
+def _one_pass(run_step: Callable, dataset, steps: int, on_batch_end: Callable) -> dict[str, float]:
+    """``run_step`` over the batches of a distributed dataset, calling ``on_batch_end``; the last batch's logs.
+
+    With ``steps`` known (``>= 0``) no step asks for a batch past the end: that step would still
+    run its optimizer update on an empty batch while the end of the data is being signalled.
+    """
+    logs: dict[str, float] = {}
+    iterator = iter(dataset)
+    for step in range(steps) if steps >= 0 else itertools.count():
+        try:
+            logs = _floats(run_step(iterator))
+        except tf.errors.OutOfRangeError:  # a dataset of unknown length ended, on every worker at once
+            break
+        on_batch_end(step, logs)
+    return logs
 
 
 def _fit_in_lockstep(model: keras.Model, strategy: tf.distribute.Strategy,
@@ -175,25 +195,24 @@ def _fit_in_lockstep(model: keras.Model, strategy: tf.distribute.Strategy,
     train_set = strategy.experimental_distribute_dataset(_with_class_weights(dataset, class_weight))
     val_set = None if validation_data is None else strategy.experimental_distribute_dataset(validation_data)
     train_step, test_step = _replicated(strategy, model.train_step), _replicated(strategy, model.test_step)
+    # Inside the replicas: Keras's metric variables sync on read, so zeroing them from outside
+    # would first sum each one over the workers, an eager all-reduce per variable.
+    reset_metrics = tf.function(lambda: strategy.run(model.reset_metrics))
     steps = int(dataset.cardinality())
+    val_steps = -1 if validation_data is None else int(validation_data.cardinality())
     hooks = keras.callbacks.CallbackList(list(callbacks), model=model, epochs=epochs,
                                          steps=steps if steps >= 0 else None, verbose=0)
     model.stop_training = False
     logs: dict[str, float] = {}
     hooks.on_train_begin()
     for epoch in range(epochs):
-        model.reset_metrics()
+        reset_metrics()
         hooks.on_epoch_begin(epoch)
-        for step, batch in enumerate(train_set):
-            hooks.on_train_batch_begin(step)
-            logs = _floats(train_step(batch))
-            hooks.on_train_batch_end(step, logs)
+        logs = _one_pass(train_step, train_set, steps, hooks.on_train_batch_end)
         if val_set is not None:
-            model.reset_metrics()
+            reset_metrics()
             hooks.on_test_begin()
-            for step, batch in enumerate(val_set):
-                val_logs = _floats(test_step(batch))
-                hooks.on_test_batch_end(step, val_logs)
+            val_logs = _one_pass(test_step, val_set, val_steps, hooks.on_test_batch_end)
             hooks.on_test_end(val_logs)
             logs = {**logs, **{f"val_{name}": value for name, value in val_logs.items()}}
         hooks.on_epoch_end(epoch, logs)
