@@ -119,8 +119,15 @@ def fit(model: keras.Model, dataset: tf.data.Dataset, validation_data: Optional[
     except tf.errors.OpError as exc:  # UnavailableError, CancelledError, AbortedError from the collectives
         raise PipelineError(
             f"train.strategy multi_worker: training stopped because another worker failed or left "
-            f"({type(exc).__name__}: {first_line(exc)[:300]}); start training again on every machine in TF_CONFIG"
+            f"({type(exc).__name__}: {_reason(exc)[:300]}); start training again on every machine in TF_CONFIG"
         ) from None
+
+
+def _reason(exc: tf.errors.OpError) -> str:
+    """The line of a TensorFlow error that says what went wrong: a graph's error starts with where instead."""
+    said = [line for line in str(exc.message).splitlines() if line.strip() and not line[0].isspace()
+            and not line.startswith(("Graph execution error", "Detected at node"))]
+    return said[0] if said else first_line(exc)
 
 
 def _build_state(model: keras.Model, strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> None:
