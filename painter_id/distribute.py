@@ -106,8 +106,9 @@ def fit(model: keras.Model, dataset: tf.data.Dataset, validation_data: Optional[
 
     ``dataset`` yields global batches of ``(pixels, labels)``: each step the strategy gives every
     replica its share of one global batch, so a step trains on the same rows as one process
-    does. A worker that stops (killed, machine lost) is a one-line error on the others once
-    TensorFlow's coordination service misses its heartbeats (about 10 s).
+    does. ``fit_args`` go to ``model.fit`` only. A worker that stops (killed, machine lost) is a
+    one-line error on the others: at once when its connections are reset, else once TensorFlow's
+    coordination service has missed its heartbeats for 10 s.
     """
     strategy = model.distribute_strategy
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -133,10 +134,10 @@ def _reason(exc: tf.errors.OpError) -> str:
 def _build_state(model: keras.Model, strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> None:
     """Create the model's loss, metric and optimizer variables now, as ``fit`` does before its first step.
 
-    The metrics are zeroed when the first epoch starts. A ``tf.function`` may not create
-    variables after its first trace, and the first real batch
-    must not be read here: that would start an extra pass over the shuffled data. A zero batch
-    of the right shape, predicted without training, draws no random numbers.
+    A ``tf.function`` may not create variables after its first trace. The first real batch must
+    not be read here: that would start an extra pass over the shuffled data. A zero batch of the
+    right shape, predicted without training, draws no random numbers; the metrics it touched are
+    zeroed when the first epoch starts.
     """
     x_spec, y_spec = dataset.element_spec[:2]
     x = tf.zeros((1, *x_spec.shape[1:]), x_spec.dtype)
@@ -179,8 +180,8 @@ def _floats(logs: Mapping[str, tf.Tensor]) -> dict[str, float]:
 def _one_pass(run_step: Callable, dataset, steps: int, on_batch_end: Callable) -> dict[str, float]:
     """``run_step`` over the batches of a distributed dataset, calling ``on_batch_end``; the last batch's logs.
 
-    With ``steps`` known (``>= 0``) no step asks for a batch past the end: that step would still
-    run its optimizer update on an empty batch while the end of the data is being signalled.
+    With ``steps`` known (``>= 0``) no step asks for a batch past the end: such a step was seen
+    to still advance the optimizer (on an empty batch) while the end of the data was signalled.
     """
     logs: dict[str, float] = {}
     iterator = iter(dataset)
