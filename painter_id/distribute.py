@@ -167,8 +167,10 @@ def _replicated(strategy: tf.distribute.Strategy, step: Callable) -> Callable:
     """
     @tf.function
     def run(iterator):
-        logs = strategy.run(step, args=(next(iterator),))
-        return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
+        batch = next(iterator)
+        logs = strategy.run(step, args=(batch,))
+        rows = tf.add_n([tf.shape(part)[0] for part in strategy.experimental_local_results(batch[0])])
+        return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}, rows
 
     return run
 
@@ -177,21 +179,25 @@ def _floats(logs: Mapping[str, tf.Tensor]) -> dict[str, float]:
     return {name: float(value) for name, value in logs.items()}
 
 
-def _one_pass(run_step: Callable, dataset, steps: int, on_batch_end: Callable) -> dict[str, float]:
-    """``run_step`` over the batches of a distributed dataset, calling ``on_batch_end``; the last batch's logs.
+def _one_pass(run_step: Callable, dataset, steps: int, on_batch_end: Callable) -> tuple[dict[str, float], int]:
+    """``run_step`` over the batches of a distributed dataset, calling ``on_batch_end``.
+
+    Returns the last batch's logs and the rows this worker read.
 
     With ``steps`` known (``>= 0``) no step asks for a batch past the end: such a step was seen
     to still advance the optimizer (on an empty batch) while the end of the data was signalled.
     """
     logs: dict[str, float] = {}
+    rows = 0
     iterator = iter(dataset)
     for step in range(steps) if steps >= 0 else itertools.count():
         try:
-            logs = _floats(run_step(iterator))
+            step_logs, step_rows = run_step(iterator)
         except tf.errors.OutOfRangeError:  # a dataset of unknown length ended, on every worker at once
             break
+        logs, rows = _floats(step_logs), rows + int(step_rows)
         on_batch_end(step, logs)
-    return logs
+    return logs, rows
 
 
 def _fit_in_lockstep(model: keras.Model, strategy: tf.distribute.Strategy,
@@ -216,11 +222,13 @@ def _fit_in_lockstep(model: keras.Model, strategy: tf.distribute.Strategy,
     for epoch in range(epochs):
         reset_metrics()
         hooks.on_epoch_begin(epoch)
-        logs = _one_pass(train_step, train_set, steps, hooks.on_train_batch_end)
+        logs, rows = _one_pass(train_step, train_set, steps, hooks.on_train_batch_end)
+        if epoch == 0:  # its share of every global batch, not all of it
+            log.info("this worker trained on %d rows in epoch 1", rows)
         if val_set is not None:
             reset_metrics()
             hooks.on_test_begin()
-            val_logs = _one_pass(test_step, val_set, val_steps, hooks.on_test_batch_end)
+            val_logs, _ = _one_pass(test_step, val_set, val_steps, hooks.on_test_batch_end)
             hooks.on_test_end(val_logs)
             logs = {**logs, **{f"val_{name}": value for name, value in val_logs.items()}}
         hooks.on_epoch_end(epoch, logs)
