@@ -128,7 +128,10 @@ def _reason(exc: tf.errors.OpError) -> str:
     """The line of a TensorFlow error that says what went wrong: a graph's error starts with where instead."""
     said = [line for line in str(exc.message).splitlines() if line.strip() and not line[0].isspace()
             and not line.startswith(("Graph execution error", "Detected at node"))]
-    return said[0] if said else first_line(exc)
+    if not said:
+        return first_line(exc)
+    # "The following tasks are unhealthy (stopped sending heartbeats):" names them on the next line.
+    return f"{said[0]} {said[1]}" if said[0].endswith(":") and len(said) > 1 else said[0]
 
 
 def _build_state(model: keras.Model, strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> None:
