@@ -67,19 +67,25 @@ def start_train(root: Path, tf_config: dict | None) -> subprocess.Popen:
 
 
 @contextmanager
-def two_workers(roots: list[Path]) -> Iterator[list[subprocess.Popen]]:
-    """Worker 0 (the chief) in ``roots[0]`` and worker 1 in ``roots[1]``; both killed on the way out."""
-    hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]
+def processes() -> Iterator[list[subprocess.Popen]]:
+    """A list to start processes into; on the way out each one still running is killed with its group."""
     procs: list[subprocess.Popen] = []
     try:
-        for index, root in enumerate(roots):
-            procs.append(start_train(root, {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}))
         yield procs
     finally:
         for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def start_workers(procs: list[subprocess.Popen], roots: list[Path]) -> list[subprocess.Popen]:
+    """Worker 0 (the chief) in ``roots[0]`` and worker 1 in ``roots[1]``, added to ``procs``."""
+    hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    workers = [start_train(root, {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
+               for index, root in enumerate(roots)]
+    procs.extend(workers)
+    return workers
 
 
 def finish(proc: subprocess.Popen, root: Path) -> str:
@@ -105,23 +111,23 @@ def test_two_workers_train_one_model_as_one_process_does(tmp_path):
     single = workspace(tmp_path / "single", single_store, {"strategy": "auto"})
     chief, worker = (workspace(tmp_path / name, team_store, {"strategy": "multi_worker"}) for name in ("chief", "worker"))
 
-    start = time.monotonic()
-    with two_workers([chief, worker]) as procs:
-        logs = [finish(proc, root) for proc, root in zip(procs, [chief, worker])]
-        codes = [proc.returncode for proc in procs]
-    print(f"two workers: {time.monotonic() - start:.0f} s")
+    with processes() as procs:
+        # The single process runs beside the workers: it shares nothing with them but the CPU.
+        alone = start_train(single, None)
+        procs.append(alone)
+        workers = start_workers(procs, [chief, worker])
+        logs = [finish(proc, root) for proc, root in zip(workers, [chief, worker])]
+        finish(alone, single)
+    codes = [proc.returncode for proc in workers]
     assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert alone.returncode == 0, (single / "train.log").read_text()[-3000:]
     assert "strategy CollectiveAllReduceStrategy: 2 replica(s)" in logs[0]  # MultiWorkerMirroredStrategy's class
     # Each worker read its half of every batch of 6 (3 batches, 18 rows), not the whole batch.
     assert all("this worker trained on 9 rows in epoch 1" in log for log in logs)
-    start = time.monotonic()
-    proc = start_train(single, None)
-    assert proc.returncode is None and finish(proc, single) and proc.returncode == 0
-    print(f"one process: {time.monotonic() - start:.0f} s")
 
     # One run, the chief's; the worker wrote nothing, not even a leftover temporary file.
     (run,) = runs(team_store)
-    assert run.info.status == "FINISHED" and run.data.tags["painter_id.pid"] == str(procs[0].pid)
+    assert run.info.status == "FINISHED" and run.data.tags["painter_id.pid"] == str(workers[0].pid)
     assert json.loads((chief / "models" / "run.json").read_text())["run_id"] == run.info.run_id
     assert sorted(p.name for p in worker.iterdir()) == ["data", "params.yaml", "tmp", "train.log"]
     assert list((worker / "tmp").iterdir()) == [] and list((chief / "tmp").iterdir()) == []
@@ -141,7 +147,8 @@ def test_a_killed_worker_stops_the_chief_with_one_line(tmp_path):
     long = {"strategy": "multi_worker", "epochs": 1000, "early_stopping_patience": 1000}
     chief, worker = (workspace(tmp_path / name, store, long) for name in ("chief", "worker"))
 
-    with two_workers([chief, worker]) as procs:
+    with processes() as procs:
+        start_workers(procs, [chief, worker])
         deadline = time.monotonic() + CAP_S
         while "epoch 2/1000" not in (chief / "train.log").read_text(encoding="utf-8"):
             assert procs[0].poll() is None and procs[1].poll() is None, (chief / "train.log").read_text()[-3000:]
