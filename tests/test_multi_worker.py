@@ -25,6 +25,8 @@ import pytest
 from painter_id import model_files
 from tests.conftest import REPO_ROOT, make_resized_dataset, write_params
 
+pytestmark = pytest.mark.slow
+
 # No dropout or augmentation: random layers draw different numbers on each replica, so only a
 # deterministic model can be compared number for number with one process.
 PARAMS = {"model": {"backbone": "simple_cnn", "weights": None, "dropout": 0.0},
