@@ -257,9 +257,9 @@ def fit(fit_model: keras.Model, x: np.ndarray, y: np.ndarray, split: tuple[np.nd
         Progress(),  # last: its per-epoch line shows what the others add to the logs (learning_rate)
     ]
     n_classes = int(fit_model.output_shape[-1])
-    fit_model.fit(train_ds, validation_data=val_ds, epochs=params.epochs, shuffle=False,
-                  class_weight=class_weights(y[train_idx], n_classes, params.class_weight),
-                  callbacks=callbacks, verbose=0)
+    distribute.fit(fit_model, train_ds, validation_data=val_ds, epochs=params.epochs, shuffle=False,
+                   class_weight=class_weights(y[train_idx], n_classes, params.class_weight),
+                   callbacks=callbacks, verbose=0)
     return monitor
 
 
