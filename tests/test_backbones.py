@@ -187,7 +187,7 @@ def family(name: str) -> str:
 
 # The full check (save and reload, the training-mode pass) runs on the first registry entry of
 # each keras.applications module, the family's smallest; the larger members are marked
-# large_backbone and get the cheaper one (build, layers, one prediction), which keeps all 47 in
+# large_backbone and get the cheaper one (build, frozen layers, one prediction), which keeps all 47 in
 # CI: building every entry once already costs minutes on 2 cores. A family shares its layer
 # classes, so its smallest member covers their serialisation and randomness.
 FULL_CHECK = {next(n for n in BACKBONES if family(n) == f) for f in {family(n) for n in BACKBONES}}
@@ -223,7 +223,10 @@ def test_every_entry_builds_frozen_at_its_minimum_size_and_predicts_raw_pixels(n
     model, backbone, frozen = build_model(entry, size, N_ARTISTS, ModelParams(backbone=name, frozen_layers="all"),
                                           TrainParams(), root=tmp_path)
     assert frozen == len(backbone.layers)
-    assert [type(layer).__name__ for layer in backbone.layers] == reference_layer_types(name, size)
+    if name in FULL_CHECK:
+        # Keras' own build beside ours doubles the cost, so only once per family: the larger
+        # members come from the same constructor call in build_backbone.
+        assert [type(layer).__name__ for layer in backbone.layers] == reference_layer_types(name, size)
     assert_frozen(model)
     pixels = np.random.default_rng(0).integers(0, 256, size=(3, size, size, 3)).astype("uint8")
     probabilities = keras.ops.convert_to_numpy(model(pixels, training=False))

@@ -31,6 +31,8 @@ TINY = {
     "model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_layers": 0},
     "train": {"epochs": 2, "batch_size": 16},
     "evaluate": {"misclassified": 4},
+    # MLflow Models are tested in tests/test_mlflow_model.py; here they would only add ~10 s a run.
+    "mlflow": {"log_model": False},
 }
 STAGES = ("download", "split", "oversample", "resize", "train", "evaluate")
 # The default store must be used, so no test-wide override may leak in.
