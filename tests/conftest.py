@@ -129,6 +129,21 @@ def serve_folder(root: Path, handler: type[SimpleHTTPRequestHandler] = QuietHand
         server.server_close()
 
 
+# The longest files first, so the two xdist workers (pyproject's addopts) finish together
+# instead of one running a long file alone at the end.
+LONGEST_FIRST = ("test_backbones.py", "test_team.py", "test_workflow.py", "test_multi_worker.py", "test_train.py",
+                 "test_performance.py", "test_hostile.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Order the collected tests by file, longest files first (a stable sort keeps each file's own order)."""
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
 # Re-exported so test modules keep importing them from here.
 from tests.project import (PROJECT_FILES, dvc, make_project, run, run_stage, wait_for_queue,  # noqa: E402,F401
                            write_params)
