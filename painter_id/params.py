@@ -165,6 +165,9 @@ class ModelParams:
     pooled_layers: tuple[str, ...] = ()
     dropout: float = 0.3
     l2: float = 0.0
+    pooling: str = "avg"
+    gram_layers: tuple[str, ...] = ()
+    gram_dim: int = 64
 
     def validate(self) -> None:
         s = "model"
@@ -178,9 +181,14 @@ class ModelParams:
         _check_range(s, "alpha", self.alpha, 0, 1.4, low_open=True)
         _check_range(s, "dropout", self.dropout, 0, 1, high_open=True)
         _check_range(s, "l2", self.l2, 0)
-        if len(set(self.pooled_layers)) != len(self.pooled_layers):
-            raise PipelineError(f"params.yaml: model.pooled_layers {show(list(self.pooled_layers))} names a layer twice; "
-                                "list each layer once")
+        for name in ("pooled_layers", "gram_layers"):
+            names = getattr(self, name)
+            if len(set(names)) != len(names):
+                raise PipelineError(f"params.yaml: model.{name} {show(list(names))} names a layer twice; "
+                                    "list each layer once")
+        _check_choice(s, "pooling", self.pooling, ["avg", "mean_std"])
+        # 256 channels give 32,896 Gram features: beyond that the head outgrows any painting set.
+        _check_range(s, "gram_dim", self.gram_dim, 1, 256)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,11 @@ def test_project_params_file_is_valid_and_complete():
         ("model", {"pooled_layers": ["a", 3]}, "must be a list of strings"),
         ("model", {"pooled_layers": ["a", "a"]}, "names a layer twice"),
         ("model", {"l2": -0.1}, "model.l2 is -0.1"),
+        ("model", {"pooling": "max"}, "model.pooling is 'max'; use one of avg, mean_std"),
+        ("model", {"gram_layers": ["conv_pw_5_relu", "conv_pw_5_relu"]}, "model.gram_layers ['conv_pw_5_relu', 'conv_pw_5_relu'] names a layer twice"),
+        ("model", {"gram_layers": "conv_pw_5_relu"}, "model.gram_layers is 'conv_pw_5_relu'; it must be a list"),
+        ("model", {"gram_dim": 0}, "model.gram_dim is 0; it must lie in [1, 256]"),
+        ("model", {"gram_dim": 512}, "model.gram_dim is 512"),
     ],
 )
 def test_bad_values_raise_one_line_errors_naming_the_param(section, raw, expected):
