@@ -194,15 +194,17 @@ def _download_failure(entry: Backbone, exc: Exception) -> PipelineError:
     )
 
 
-def build_backbone(entry: Backbone, size: int, weights: Optional[str], alpha: float = 1.0) -> keras.Model:
+def build_backbone(entry: Backbone, size: int, weights: Optional[str], alpha: float = 1.0,
+                   any_size: bool = False) -> keras.Model:
     """The backbone without its classifier top, for ``size`` x ``size`` RGB input.
 
     ``weights`` is the output of :func:`resolve_weights`. Every failure a user can fix
     (image too small, weights not downloadable, weights that don't fit) is a one-line
-    :class:`PipelineError`.
+    :class:`PipelineError`. ``any_size``: built for any height and width, so the very same
+    layers can see the painting at several scales (``model.scales``).
     """
     check_size(entry, size)
-    input_shape = (size, size, 3)
+    input_shape = (None, None, 3) if any_size else (size, size, 3)
     if entry.name == SIMPLE_CNN:
         if weights == "imagenet":
             raise PipelineError(

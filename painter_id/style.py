@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from painter_id.backbones import feature_map, with_pooled_layers
+from painter_id.errors import PipelineError
 
 # Floor under norms and variances: a black (all-zero) map gives ~0, never NaN (nor an infinite sqrt gradient).
 EPSILON = 1e-12
@@ -98,39 +99,58 @@ class MeanStdPool(keras.layers.Layer):
         return (input_shape[0], 2 * int(input_shape[-1]))
 
 
-def pooled_features(backbone: keras.Model, x, pooled_layers: Sequence[str] = (), pooling: str = "avg",
-                    gram_layers: Sequence[str] = (), gram_dim: int = 64):
-    """The head's input, the output of the layer named ``pool``, from the preprocessed pixels ``x``.
+def scaled_views(x, size: int, scales: Sequence[float], min_size: int) -> list:
+    """``x`` (``size`` px, preprocessed) resized by each of ``scales`` inside the model; 1.0 is ``x`` itself."""
+    views = []
+    for k, scale in enumerate(scales):
+        side = round(size * scale)
+        if side < min_size:
+            raise PipelineError(f"params.yaml: model.scales has {scale}, which makes the {size} px images {side} px, "
+                                f"below the backbone's minimum of {min_size}; use a scale of at least {min_size / size:.3g}")
+        views.append(x if side == size else keras.layers.Resizing(side, side, name=f"scale_{k}")(x))
+    return views
 
-    The last backbone map and those of ``pooled_layers`` are pooled by ``pooling`` (``avg``: the
-    mean of every channel; ``mean_std``: :class:`MeanStdPool`), the maps of ``gram_layers`` by
-    :class:`GramPool` at ``gram_dim``; all of it concatenated. With the defaults this is the
-    plain global average pooling of the last map, named ``pool`` as before.
+
+def pooled_features(backbone: keras.Model, x, params, size: int, min_size: int = 1):
+    """The head's input, the output of the layer named ``pool``, from the preprocessed ``size`` px pixels ``x``.
+
+    ``params`` (:class:`painter_id.params.ModelParams`): the last backbone map and those of
+    ``pooled_layers`` are pooled by ``pooling`` (``avg``: the mean of every channel; ``mean_std``:
+    :class:`MeanStdPool`), the maps of ``gram_layers`` by :class:`GramPool` at ``gram_dim``, for
+    the painting at each of ``scales`` (the backbone must then be built for any size); all of it
+    concatenated. With the defaults this is the plain global average pooling of the last map,
+    named ``pool`` as before.
     """
+    pooled_layers, gram_layers = list(params.pooled_layers), list(params.gram_layers)
     extra = [name for name in gram_layers if name not in pooled_layers]
     for name in extra:  # checked first, so a misspelt name is blamed on the param that holds it
         feature_map(backbone, name, "model.gram_layers")
-    maps = with_pooled_layers(backbone, list(pooled_layers) + extra)(x)
-    maps = list(maps) if isinstance(maps, (list, tuple)) else [maps]
-    by_name = dict(zip(list(pooled_layers) + extra, maps[1:]))
-    pooled = maps[:1 + len(pooled_layers)]
-    single = len(pooled) == 1 and not gram_layers
+    extractor = with_pooled_layers(backbone, pooled_layers + extra)
+    views = scaled_views(x, size, params.scales, min_size)
 
     def pool(name: str):
-        return keras.layers.GlobalAveragePooling2D(name=name) if pooling == "avg" else MeanStdPool(name=name)
+        return keras.layers.GlobalAveragePooling2D(name=name) if params.pooling == "avg" else MeanStdPool(name=name)
 
-    if single:
-        return pool("pool")(pooled[0])
-    parts = [pool(f"pool_{i}")(m) for i, m in enumerate(pooled)]
-    parts += [GramPool(gram_dim, name=f"gram_{i}")(by_name[name]) for i, name in enumerate(gram_layers)]
+    parts = []
+    for k, view in enumerate(views):
+        maps = extractor(view)
+        maps = list(maps) if isinstance(maps, (list, tuple)) else [maps]
+        if len(views) == 1 and len(maps) == 1 and not gram_layers:
+            return pool("pool")(maps[0])
+        suffix = f"_s{k}" if k else ""  # the first scale keeps the names models had before scales existed
+        by_name = dict(zip(pooled_layers + extra, maps[1:]))
+        parts += [pool(f"pool_{i}{suffix}")(m) for i, m in enumerate(maps[:1 + len(pooled_layers)])]
+        parts += [GramPool(params.gram_dim, name=f"gram_{i}{suffix}")(by_name[name]) for i, name in enumerate(gram_layers)]
     return keras.layers.Concatenate(name="pool")(parts)
 
 
-def cache_parts(pooling: str, gram_layers: Sequence[str], gram_dim: int) -> dict:
-    """What the style params add to the feature-cache key; nothing at their defaults, so older entries stay valid."""
+def cache_parts(params) -> dict:
+    """What ``params``' style settings add to the feature-cache key; nothing at their defaults, so older entries stay valid."""
     parts = {}
-    if pooling != "avg":
-        parts["pooling"] = pooling
-    if gram_layers:
-        parts["gram"] = {"layers": list(gram_layers), "dim": gram_dim}
+    if params.pooling != "avg":
+        parts["pooling"] = params.pooling
+    if params.gram_layers:
+        parts["gram"] = {"layers": list(params.gram_layers), "dim": params.gram_dim}
+    if tuple(params.scales) != (1.0,):
+        parts["scales"] = list(params.scales)
     return parts

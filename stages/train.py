@@ -65,21 +65,20 @@ def build_model(entry: Backbone, size: int, n_classes: int, model_params: ModelP
     """Input -> augmentation -> :class:`Preprocess` -> backbone -> pooling, dropout, softmax.
 
     With ``model.pooled_layers`` the layer named ``pool`` concatenates the pooled outputs of
-    those backbone layers and of its last one (``model.pooling``), and with
-    ``model.gram_layers`` their Gram matrices (:mod:`painter_id.style`). Returns ``(model, backbone, frozen)``
-    where ``frozen`` is the resolved ``model.frozen_layers``.
+    those backbone layers and of its last one (``model.pooling``), with ``model.gram_layers``
+    their Gram matrices, at each of ``model.scales`` (:mod:`painter_id.style`). Returns
+    ``(model, backbone, frozen)`` where ``frozen`` is the resolved ``model.frozen_layers``.
     """
     # A relative weights path means the same file in a queued experiment's copy of the repo.
     weights = resolve_weights(model_params.weights, (root or main_workspace()).absolute())
-    backbone = build_backbone(entry, size, weights, model_params.alpha)
+    backbone = build_backbone(entry, size, weights, model_params.alpha, any_size=len(model_params.scales) > 1)
     frozen = freeze(backbone, model_params.frozen_layers)
     inputs = keras.Input((size, size, 3), name="pixels")
     x = inputs
     for layer in augmentation_layers(train_params):
         x = layer(x)
     x = Preprocess(entry.preprocess, name="preprocess")(x)
-    x = style.pooled_features(backbone, x, model_params.pooled_layers, model_params.pooling, model_params.gram_layers,
-                              model_params.gram_dim)
+    x = style.pooled_features(backbone, x, model_params, size, entry.min_size)
     x = keras.layers.Dropout(model_params.dropout, seed=train_params.seed, name="dropout")(x)
     l2 = keras.regularizers.L2(model_params.l2) if model_params.l2 else None
     outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", kernel_regularizer=l2,
@@ -196,7 +195,7 @@ def training_inputs(net: Network, data: resized.Split, params: Params,
         "size": data.size,
         "frozen_layers": net.frozen,
         "pooled_layers": list(model_params.pooled_layers),
-        **style.cache_parts(model_params.pooling, model_params.gram_layers, model_params.gram_dim),
+        **style.cache_parts(model_params),
         "precision": train_params.precision,
         "data": feature_cache.data_identity([resized.array_path("train"), resized.table_path("train")]),
     }

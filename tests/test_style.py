@@ -12,6 +12,7 @@ import pytest
 from painter_id import model_files
 from painter_id.backbones import build_backbone, get_backbone
 from painter_id.errors import PipelineError
+from painter_id.params import ModelParams
 from painter_id.style import GramPool, MeanStdPool, pooled_features, projection
 from stages import train
 from tests.conftest import make_resized_dataset
@@ -71,30 +72,48 @@ def test_a_model_with_both_layers_saves_and_reloads_to_the_same_outputs(tmp_path
 
 
 @pytest.fixture(scope="module")
-def mobilenet_32():
-    return build_backbone(get_backbone("MobileNet"), 32, None, 0.25)
+def mobilenet_any_size():
+    return build_backbone(get_backbone("MobileNet"), 32, None, 0.25, any_size=True)
 
 
-def test_pooled_features_concatenate_the_pooled_maps_then_the_grams(mobilenet_32):
+def test_pooled_features_concatenate_the_pooled_maps_then_the_grams(mobilenet_any_size):
     x = keras.Input((32, 32, 3))
-    pool = pooled_features(mobilenet_32, x, ["conv_pw_5_relu"], "mean_std", ["conv_pw_3_relu", "conv_pw_5_relu"], 16)
-    model = keras.Model(x, pool)
+    params = ModelParams(pooled_layers=("conv_pw_5_relu",), pooling="mean_std",
+                         gram_layers=("conv_pw_3_relu", "conv_pw_5_relu"), gram_dim=16)
+    model = keras.Model(x, pooled_features(mobilenet_any_size, x, params, 32))
     # mean and std of 256 (last) + 64 (block 5) channels; Grams: block 3 has 32 channels -> 16 projected -> 136,
     # block 5 (64 -> 16) 136 more
     assert model.get_layer("pool").output.shape[-1] == 2 * (256 + 64) + 136 + 136
     assert [layer.name for layer in model.layers[-5:]] == ["pool_0", "pool_1", "gram_0", "gram_1", "pool"]
-    plain = keras.Model(x, pooled_features(mobilenet_32, x))
+    plain = keras.Model(x, pooled_features(mobilenet_any_size, x, ModelParams(), 32))
     assert isinstance(plain.get_layer("pool"), keras.layers.GlobalAveragePooling2D)  # the defaults: as before
 
 
-def test_unknown_gram_layer_is_one_line_naming_the_param(mobilenet_32):
+def test_a_second_scale_runs_the_same_backbone_on_the_resized_painting(mobilenet_any_size):
+    x = keras.Input((64, 64, 3))
+    model = keras.Model(x, pooled_features(mobilenet_any_size, x, ModelParams(scales=(1.0, 0.5)), 64))
+    assert [layer.name for layer in model.layers if layer.name.startswith("pool")] == ["pool_0", "pool_0_s1", "pool"]
+    pixels = np.random.default_rng(2).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+    features = model.predict(pixels, verbose=0)
+    assert features.shape == (2, 512)
+    # The same weights at a fixed 32 px, fed the painting resized to 32 px, give the second half.
+    fixed = build_backbone(get_backbone("MobileNet"), 32, None, 0.25)
+    fixed.set_weights(mobilenet_any_size.get_weights())
+    small = keras.ops.convert_to_numpy(keras.layers.Resizing(32, 32)(pixels))
+    expected = fixed.predict(small, verbose=0).mean(axis=(1, 2))
+    np.testing.assert_allclose(features[:, 256:], expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(PipelineError, match=r"model.scales has 0.25, which makes the 64 px images 16 px, below"):
+        pooled_features(mobilenet_any_size, x, ModelParams(scales=(1.0, 0.25)), 64, min_size=32)
+
+
+def test_unknown_gram_layer_is_one_line_naming_the_param(mobilenet_any_size):
     with pytest.raises(PipelineError, match=r"model.gram_layers names 'conv_pw_5_rel'.*did you mean conv_pw_5_relu\?"):
-        pooled_features(mobilenet_32, keras.Input((32, 32, 3)), (), "avg", ["conv_pw_5_rel"])
+        pooled_features(mobilenet_any_size, keras.Input((32, 32, 3)), ModelParams(gram_layers=("conv_pw_5_rel",)), 32)
 
 
 def test_the_feature_cache_serves_style_heads_and_keys_them_apart(tmp_path, monkeypatch, caplog):
     make_resized_dataset(tmp_path)
-    style = {"pooling": "mean_std", "gram_layers": ["conv_pw_3_relu"], "gram_dim": 8}
+    style = {"pooling": "mean_std", "gram_layers": ["conv_pw_3_relu"], "gram_dim": 8, "scales": [1.0, 1.5]}
     setup(tmp_path, monkeypatch, {"model": style, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
     caplog.set_level(logging.INFO, logger="painter_id.feature_cache")
     train.main()
@@ -106,14 +125,14 @@ def test_the_feature_cache_serves_style_heads_and_keys_them_apart(tmp_path, monk
     pool = keras.Model(model.inputs, model.get_layer("pool").output)
     images = np.load(tmp_path / "data" / "resized" / "train.npy")
     np.testing.assert_allclose(np.load(stored), pool.predict(images, verbose=0), rtol=1e-4, atol=1e-5)
-    assert np.load(stored).shape[1] == 2 * 256 + 36
+    assert np.load(stored).shape[1] == 2 * (2 * 256 + 36)  # two scales
 
     caplog.clear()
     setup(tmp_path, monkeypatch, {"model": {**style, "dropout": 0.5}, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
     train.main()
     assert "feature cache hit" in caplog.text and "feature cache miss" not in caplog.text
 
-    # Another Gram size is other features: a new entry, never the old one read back.
+    # Another Gram size (or scale) is other features: a new entry, never the old one read back.
     caplog.clear()
     setup(tmp_path, monkeypatch, {"model": {**style, "gram_dim": 4}, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
     train.main()
