@@ -71,7 +71,7 @@ def build_model(entry: Backbone, size: int, n_classes: int, model_params: ModelP
     """
     # A relative weights path means the same file in a queued experiment's copy of the repo.
     weights = resolve_weights(model_params.weights, (root or main_workspace()).absolute())
-    backbone = build_backbone(entry, size, weights, model_params.alpha, any_size=len(model_params.scales) > 1)
+    backbone = build_backbone(entry, size, weights, model_params.alpha, any_size=model_params.scales != (1.0,))
     frozen = freeze(backbone, model_params.frozen_layers)
     inputs = keras.Input((size, size, 3), name="pixels")
     x = inputs

@@ -102,6 +102,9 @@ def test_a_second_scale_runs_the_same_backbone_on_the_resized_painting(mobilenet
     small = keras.ops.convert_to_numpy(keras.layers.Resizing(32, 32)(pixels))
     expected = fixed.predict(small, verbose=0).mean(axis=(1, 2))
     np.testing.assert_allclose(features[:, 256:], expected, rtol=1e-4, atol=1e-5)
+    # One scale other than 1.0: the whole painting at that size only.
+    alone = keras.Model(x, pooled_features(mobilenet_any_size, x, ModelParams(scales=(0.5,)), 64))
+    np.testing.assert_allclose(alone.predict(pixels, verbose=0), expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(PipelineError, match=r"model.scales has 0.25, which makes the 64 px images 16 px, below"):
         pooled_features(mobilenet_any_size, x, ModelParams(scales=(1.0, 0.25)), 64, min_size=32)
 
