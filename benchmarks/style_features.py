@@ -16,7 +16,7 @@ as the pipeline's head sees the features. Run::
 It prints a Markdown table (accuracy and macro-F1, mean and standard error over the outer
 folds, and the paired difference to the baseline on the same folds) and writes
 ``benchmarks/style_features.json``. The backbone statistics are cached in
-``.cache/style_features/`` (about 1 GB), so a rerun only refits the classifiers. Not a test:
+``.cache/style_features/`` (about 1.3 GB), so a rerun only refits the classifiers. Not a test:
 nothing here asserts a score.
 """
 
@@ -235,6 +235,8 @@ def candidates() -> dict[str, tuple[str, Callable[[dict], np.ndarray]]]:
         "scales_448+672+gram3": ("(b)+(c) average pooling and Gram of block 3 at 448 and 672 px, concatenated",
                                  lambda s: cat([base(s), gram(s[448], "conv_pw_3_relu"), gap(s[672]),
                                                 gram(s[672], "conv_pw_3_relu")], 1)),
+        "scales_448+672_7_layers": ("(c) average pooling of blocks 3, 5, 7, 9, 11, 12, 13 at 448 and 672 px",
+                                    lambda s: cat([gap(s[448], LAYERS), gap(s[672], LAYERS)], 1)),
         "scale_672": ("(c) average pooling at 672 px only", lambda s: gap(s[672])),
         "flip_mean": ("(c) baseline averaged with the mirror image's", lambda s: (base(s) + gap(s["448f"])) / 2),
         "mean_std": ("(d) mean and standard deviation per channel, blocks 5, 11, 12, 13", lambda s: mean_std(s[448])),

@@ -16,7 +16,7 @@ from painter_id.params import ModelParams
 from painter_id.style import GramPool, MeanStdPool, pooled_features, projection
 from stages import train
 from tests.conftest import make_resized_dataset
-from tests.test_performance import cached_files, setup
+from tests.test_performance import cached_files, setup as frozen_project
 
 
 def gram_reference(maps: np.ndarray) -> np.ndarray:
@@ -117,7 +117,7 @@ def test_unknown_gram_layer_is_one_line_naming_the_param(mobilenet_any_size):
 def test_the_feature_cache_serves_style_heads_and_keys_them_apart(tmp_path, monkeypatch, caplog):
     make_resized_dataset(tmp_path)
     style = {"pooling": "mean_std", "gram_layers": ["conv_pw_3_relu"], "gram_dim": 8, "scales": [1.0, 1.5]}
-    setup(tmp_path, monkeypatch, {"model": style, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
+    frozen_project(tmp_path, monkeypatch, {"model": style, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
     caplog.set_level(logging.INFO, logger="painter_id.feature_cache")
     train.main()
     assert "feature cache miss" in caplog.text
@@ -131,12 +131,12 @@ def test_the_feature_cache_serves_style_heads_and_keys_them_apart(tmp_path, monk
     assert np.load(stored).shape[1] == 2 * (2 * 256 + 36)  # two scales
 
     caplog.clear()
-    setup(tmp_path, monkeypatch, {"model": {**style, "dropout": 0.5}, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
+    frozen_project(tmp_path, monkeypatch, {"model": {**style, "dropout": 0.5}, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
     train.main()
     assert "feature cache hit" in caplog.text and "feature cache miss" not in caplog.text
 
     # Another Gram size (or scale) is other features: a new entry, never the old one read back.
     caplog.clear()
-    setup(tmp_path, monkeypatch, {"model": {**style, "gram_dim": 4}, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
+    frozen_project(tmp_path, monkeypatch, {"model": {**style, "gram_dim": 4}, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
     train.main()
     assert "feature cache miss" in caplog.text and len(cached_files(tmp_path)) == 2
