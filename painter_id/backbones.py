@@ -194,15 +194,17 @@ def _download_failure(entry: Backbone, exc: Exception) -> PipelineError:
     )
 
 
-def build_backbone(entry: Backbone, size: int, weights: Optional[str], alpha: float = 1.0) -> keras.Model:
+def build_backbone(entry: Backbone, size: int, weights: Optional[str], alpha: float = 1.0,
+                   any_size: bool = False) -> keras.Model:
     """The backbone without its classifier top, for ``size`` x ``size`` RGB input.
 
     ``weights`` is the output of :func:`resolve_weights`. Every failure a user can fix
     (image too small, weights not downloadable, weights that don't fit) is a one-line
-    :class:`PipelineError`.
+    :class:`PipelineError`. ``any_size``: built for any height and width, so the very same
+    layers can see the painting at several scales (``model.scales``).
     """
     check_size(entry, size)
-    input_shape = (size, size, 3)
+    input_shape = (None, None, 3) if any_size else (size, size, 3)
     if entry.name == SIMPLE_CNN:
         if weights == "imagenet":
             raise PipelineError(
@@ -285,16 +287,19 @@ def with_pooled_layers(backbone: keras.Model, names: Sequence[str]) -> keras.Mod
     """
     if not names:
         return backbone
-    known = [layer.name for layer in backbone.layers]
-    outputs = [backbone.output]
-    for name in names:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"its last layers are {', '.join(known[-3:])}"
-            raise PipelineError(f"params.yaml: model.pooled_layers names {name!r}, which {backbone.name} does not have; {hint}")
-        output = backbone.get_layer(name).output
-        if len(output.shape) != 4:
-            raise PipelineError(f"params.yaml: model.pooled_layers: {backbone.name} layer {name!r} does not output a "
-                                "feature map (height, width, channels); pick a convolution or activation layer")
-        outputs.append(output)
+    outputs = [backbone.output] + [feature_map(backbone, name) for name in names]
     return keras.Model(backbone.inputs, outputs, name=backbone.name)
+
+
+def feature_map(backbone: keras.Model, name: str, param: str = "model.pooled_layers"):
+    """The output of ``backbone``'s layer ``name``, or a one-line error naming ``param`` when it has none or it is no map."""
+    known = [layer.name for layer in backbone.layers]
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"its last layers are {', '.join(known[-3:])}"
+        raise PipelineError(f"params.yaml: {param} names {name!r}, which {backbone.name} does not have; {hint}")
+    output = backbone.get_layer(name).output
+    if len(output.shape) != 4:
+        raise PipelineError(f"params.yaml: {param}: {backbone.name} layer {name!r} does not output a "
+                            "feature map (height, width, channels); pick a convolution or activation layer")
+    return output

@@ -13,6 +13,7 @@ from typing import Sequence
 import keras
 
 import painter_id.backbones  # noqa: F401  (registers the Preprocess layer before load_model)
+import painter_id.style  # noqa: F401  (registers the GramPool and MeanStdPool layers before load_model)
 from painter_id.errors import PipelineError
 from painter_id.inputs import read_image_format, read_json
 

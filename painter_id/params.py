@@ -171,6 +171,10 @@ class ModelParams:
     pooled_layers: tuple[str, ...] = ()
     dropout: float = 0.3
     l2: float = 0.0
+    pooling: str = "avg"
+    gram_layers: tuple[str, ...] = ()
+    gram_dim: int = 64
+    scales: tuple[float, ...] = (1.0,)
 
     def validate(self) -> None:
         s = "model"
@@ -184,9 +188,19 @@ class ModelParams:
         _check_range(s, "alpha", self.alpha, 0, 1.4, low_open=True)
         _check_range(s, "dropout", self.dropout, 0, 1, high_open=True)
         _check_range(s, "l2", self.l2, 0)
-        if len(set(self.pooled_layers)) != len(self.pooled_layers):
-            raise PipelineError(f"params.yaml: model.pooled_layers {show(list(self.pooled_layers))} names a layer twice; "
-                                "list each layer once")
+        for name in ("pooled_layers", "gram_layers"):
+            names = getattr(self, name)
+            if len(set(names)) != len(names):
+                raise PipelineError(f"params.yaml: model.{name} {show(list(names))} names a layer twice; "
+                                    "list each layer once")
+        _check_choice(s, "pooling", self.pooling, ["avg", "mean_std"])
+        # 256 channels give 32,896 Gram features: beyond that the head outgrows any painting set.
+        _check_range(s, "gram_dim", self.gram_dim, 1, 256)
+        if not self.scales or len(set(self.scales)) != len(self.scales):
+            raise PipelineError(f"params.yaml: model.scales is {show(list(self.scales))}; list each scale once, "
+                                "e.g. [1.0, 1.5] (1.0: the image as resized)")
+        for scale in self.scales:  # 4x a 1024 px image is already 16x the backbone's work
+            _check_range(s, "scales", scale, 0, 4, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -276,7 +290,7 @@ SECTIONS: dict[str, type] = {
 
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is tuple:
-        return "a list of strings"
+        return "a list of numbers" if typing.get_args(tp)[0] is float else "a list of strings"
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
     args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
     return " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in args)
@@ -297,6 +311,11 @@ def _coerce(section: str, name: str, value: Any, tp: Any) -> Any:
             except PipelineError:
                 continue
         raise PipelineError(f"params.yaml: {section}.{name} is {show(value)}; it must be {_type_name(tp)}")
+    if origin is tuple and typing.get_args(tp)[0] is float:  # a YAML list of numbers, e.g. model.scales
+        if not isinstance(value, list):
+            raise PipelineError(f"params.yaml: {section}.{name} is {show(value)}; it must be {_type_name(tp)}, "
+                                "e.g. [1.0, 1.5]")
+        return tuple(_coerce(section, name, item, float) for item in value)
     if origin is tuple:  # a YAML list of strings, e.g. model.pooled_layers
         if value is None:
             return ()
@@ -435,7 +454,7 @@ class Params:
         for section in SECTIONS:
             for key, value in dataclasses.asdict(getattr(self, section)).items():
                 # MLflow shows a list param as text: written as in params.yaml, not as "('a', 'b')".
-                out[f"{section}.{key}"] = f"[{', '.join(value)}]" if isinstance(value, tuple) else value
+                out[f"{section}.{key}"] = f"[{', '.join(map(str, value))}]" if isinstance(value, tuple) else value
         return out
 
 

@@ -28,10 +28,10 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from painter_id import distribute, feature_cache, model_files, resized, tracking
+from painter_id import distribute, feature_cache, model_files, resized, style, tracking
 from painter_id.atomic import atomic_path, ensure_writable_dir, write_csv, write_json
 from painter_id.backbones import (Backbone, Preprocess, build_backbone, check_size, freeze, get_backbone,
-                                  resolve_weights, with_pooled_layers)
+                                  resolve_weights)
 from painter_id.errors import first_line
 from painter_id.params import PARAMS_FILE, ModelParams, Params, TrainParams, load_all
 from painter_id.progress import Progress
@@ -64,25 +64,21 @@ def build_model(entry: Backbone, size: int, n_classes: int, model_params: ModelP
                 train_params: TrainParams, root: Optional[Path] = None) -> tuple[keras.Model, keras.Model, int]:
     """Input -> augmentation -> :class:`Preprocess` -> backbone -> pooling, dropout, softmax.
 
-    With ``model.pooled_layers`` the layer named ``pool`` concatenates the average-pooled
-    outputs of those backbone layers and of its last one. Returns ``(model, backbone, frozen)``
-    where ``frozen`` is the resolved ``model.frozen_layers``.
+    With ``model.pooled_layers`` the layer named ``pool`` concatenates the pooled outputs of
+    those backbone layers and of its last one (``model.pooling``), with ``model.gram_layers``
+    their Gram matrices, at each of ``model.scales`` (:mod:`painter_id.style`). Returns
+    ``(model, backbone, frozen)`` where ``frozen`` is the resolved ``model.frozen_layers``.
     """
     # A relative weights path means the same file in a queued experiment's copy of the repo.
     weights = resolve_weights(model_params.weights, (root or main_workspace()).absolute())
-    backbone = build_backbone(entry, size, weights, model_params.alpha)
+    backbone = build_backbone(entry, size, weights, model_params.alpha, any_size=model_params.scales != (1.0,))
     frozen = freeze(backbone, model_params.frozen_layers)
     inputs = keras.Input((size, size, 3), name="pixels")
     x = inputs
     for layer in augmentation_layers(train_params):
         x = layer(x)
     x = Preprocess(entry.preprocess, name="preprocess")(x)
-    maps = with_pooled_layers(backbone, model_params.pooled_layers)(x)
-    if model_params.pooled_layers:
-        pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_{i}")(m) for i, m in enumerate(maps)]
-        x = keras.layers.Concatenate(name="pool")(pooled)
-    else:
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(maps)
+    x = style.pooled_features(backbone, x, model_params, size, entry.min_size)
     x = keras.layers.Dropout(model_params.dropout, seed=train_params.seed, name="dropout")(x)
     l2 = keras.regularizers.L2(model_params.l2) if model_params.l2 else None
     outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", kernel_regularizer=l2,
@@ -199,6 +195,7 @@ def training_inputs(net: Network, data: resized.Split, params: Params,
         "size": data.size,
         "frozen_layers": net.frozen,
         "pooled_layers": list(model_params.pooled_layers),
+        **style.cache_parts(model_params),
         "precision": train_params.precision,
         "data": feature_cache.data_identity([resized.array_path("train"), resized.table_path("train")]),
     }

@@ -43,6 +43,16 @@ def test_project_params_file_is_valid_and_complete():
         ("model", {"pooled_layers": ["a", 3]}, "must be a list of strings"),
         ("model", {"pooled_layers": ["a", "a"]}, "names a layer twice"),
         ("model", {"l2": -0.1}, "model.l2 is -0.1"),
+        ("model", {"pooling": "max"}, "model.pooling is 'max'; use one of avg, mean_std"),
+        ("model", {"gram_layers": ["conv_pw_5_relu", "conv_pw_5_relu"]}, "model.gram_layers ['conv_pw_5_relu', 'conv_pw_5_relu'] names a layer twice"),
+        ("model", {"gram_layers": "conv_pw_5_relu"}, "model.gram_layers is 'conv_pw_5_relu'; it must be a list"),
+        ("model", {"gram_dim": 0}, "model.gram_dim is 0; it must lie in [1, 256]"),
+        ("model", {"gram_dim": 512}, "model.gram_dim is 512"),
+        ("model", {"scales": [1.0, 1.0]}, "model.scales is [1.0, 1.0]; list each scale once"),
+        ("model", {"scales": []}, "model.scales is []"),
+        ("model", {"scales": [1, "big"]}, "model.scales is 'big'; it must be a number"),
+        ("model", {"scales": 1.5}, "model.scales is 1.5; it must be a list of numbers"),
+        ("model", {"scales": [1.0, 0]}, "model.scales is 0.0; it must lie in (0, 4]"),
     ],
 )
 def test_bad_values_raise_one_line_errors_naming_the_param(section, raw, expected):
@@ -65,6 +75,8 @@ def test_types_are_coerced_and_defaults_filled():
     # MLflow shows the list as params.yaml writes it
     assert Params(model=pooled).flat()["model.pooled_layers"] == "[conv_pw_5_relu, conv_pw_11_relu]"
     assert Params().flat()["model.pooled_layers"] == "[]"
+    assert parse_section("model", {"scales": [1, 1.5]}).scales == (1.0, 1.5)
+    assert Params().flat()["model.scales"] == "[1.0]"
 
 
 def test_unknown_section_and_broken_yaml(tmp_path):
