@@ -28,7 +28,7 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # noqa: E402
 
-from painter_id import model_files, resized, tracking, tta  # noqa: E402
+from painter_id import model_files, resized, tracking  # noqa: E402
 from painter_id.atomic import atomic_file, ensure_writable_dir, write_csv, write_json  # noqa: E402
 from painter_id.crossval import score  # noqa: E402,F401  (evaluate.score: the test metrics)
 from painter_id.inputs import read_json  # noqa: E402
@@ -176,6 +176,9 @@ def write_no_test_outputs(metrics: dict) -> None:
 
 def score_test_split(params: EvaluateParams, test: resized.Split, labels: list[str]) -> dict:
     """Predict the test split, write the per-artist table and figures, and return its metrics."""
+    # Imported here: TensorFlow starts only when there is a test split to predict (not for split.test_size 0).
+    from painter_id import tta
+
     y_true = resized.encode(test.artists, labels, str(resized.table_path("test")))
     model = model_files.load_model()
     expected = tuple(model.input_shape[1:])
