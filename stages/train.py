@@ -297,10 +297,12 @@ def solve_head(net: Network, inputs: FitInputs, params: Params, epoch_log: Epoch
     def on_iteration(kernel: np.ndarray, bias: np.ndarray) -> None:
         row = {"epoch": len(epoch_log.rows) + 1, "learning_rate": float("nan")}
         for prefix, (x, y, w) in parts.items():
-            seen = len(x) > 0
+            if not len(x):  # no validation rows: val_* stay empty, as in Keras' history
+                row[f"{prefix}loss"] = row[f"{prefix}accuracy"] = float("nan")
+                continue
             loss = head_fit.objective(kernel, bias, x, y, np.ones(len(x)) if w is None else w, params.model.l2)[0]
-            row[f"{prefix}loss"] = loss if seen else float("nan")
-            row[f"{prefix}accuracy"] = float(np.mean((x @ kernel + bias).argmax(1) == y)) if seen else float("nan")
+            row[f"{prefix}loss"] = loss
+            row[f"{prefix}accuracy"] = float(np.mean((x @ kernel + bias).argmax(1) == y))
         epoch_log.rows.append(row)
 
     x, y, _ = parts[""]
