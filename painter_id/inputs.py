@@ -12,12 +12,13 @@ from painter_id.errors import PipelineError
 from painter_id.images import RESIZE_MODES
 
 
-def read_csv(path: os.PathLike | str, columns: Sequence[str], hint: str) -> list[dict[str, str]]:
+def read_csv(path: os.PathLike | str, columns: Sequence[str], hint: str,
+             allow_empty: bool = False) -> list[dict[str, str]]:
     """Read a CSV an earlier stage wrote as a list of rows of strings.
 
     A missing or unreadable file, a missing column, an empty value in one of ``columns``
-    or a file without rows is a one-line :class:`PipelineError` ending with ``hint``
-    (what to run to produce the file again).
+    or a file without rows (unless ``allow_empty``: the test split of ``split.test_size: 0``)
+    is a one-line :class:`PipelineError` ending with ``hint`` (what to run to produce the file again).
     """
     path = Path(path)
     try:
@@ -31,7 +32,7 @@ def read_csv(path: os.PathLike | str, columns: Sequence[str], hint: str) -> list
         raise PipelineError(f"{path}: not found; {hint}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise PipelineError(f"{path}: unreadable ({exc}); {hint}") from None
-    if not rows:
+    if not rows and not allow_empty:
         raise PipelineError(f"{path}: has no rows; {hint}")
     for line, row in enumerate(rows, start=2):
         empty = [c for c in columns if not (row.get(c) or "").strip()]

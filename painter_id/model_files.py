@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import keras
-
-import painter_id.backbones  # noqa: F401  (registers the Preprocess layer before load_model)
-import painter_id.style  # noqa: F401  (registers the GramPool and MeanStdPool layers before load_model)
 from painter_id.errors import PipelineError
 from painter_id.inputs import read_image_format, read_json
 
@@ -24,6 +20,9 @@ PREPROCESSING_FILE = Path("models/preprocessing.json")
 # The MLflow run of the training: {"run_id": ..., "experiment_id": ..., "tracking_uri": ...}.
 RUN_FILE = Path("models/run.json")
 RETRAIN_HINT = "run `dvc repro train` to produce it again"
+
+if TYPE_CHECKING:
+    import keras
 
 
 def read_labels(path: os.PathLike | str = LABELS_FILE) -> list[str]:
@@ -52,6 +51,12 @@ def load_model(path: os.PathLike | str = MODEL_FILE) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: not found; {RETRAIN_HINT}")
+    # Imported here: reading labels and runs must not start TensorFlow (evaluate without a test split needs none).
+    import keras
+
+    import painter_id.backbones  # noqa: F401  (registers the Preprocess layer before load_model)
+    import painter_id.style  # noqa: F401  (registers the GramPool and MeanStdPool layers before load_model)
+
     try:
         return keras.models.load_model(path)
     except Exception as exc:  # Keras raises many types for a broken or foreign file

@@ -119,7 +119,8 @@ class SplitParams:
     seed: int = 42
 
     def validate(self) -> None:
-        _check_range("split", "test_size", self.test_size, 0, 1, low_open=True, high_open=True)
+        # 0: every painting trains (the final model); train.cv_folds then scores the configuration.
+        _check_range("split", "test_size", self.test_size, 0, 1, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,8 @@ class TrainParams:
     jit_compile: bool = False
     strategy: str = "auto"
     feature_cache: str = "auto"
+    head_solver: str = "auto"
+    cv_folds: int = 0
 
     def validate(self) -> None:
         s = "train"
@@ -247,6 +250,10 @@ class TrainParams:
         _check_choice(s, "precision", self.precision, ["float32", "mixed_bfloat16", "mixed_float16"])
         _check_choice(s, "strategy", self.strategy, ["auto", "mirrored", "multi_worker"])
         _check_choice(s, "feature_cache", self.feature_cache, ["auto", "off"])
+        _check_choice(s, "head_solver", self.head_solver, ["auto", "lbfgs", "minibatch"])
+        if self.cv_folds == 1 or self.cv_folds < 0:
+            raise PipelineError(f"params.yaml: train.cv_folds is {self.cv_folds}; use 0 (no cross-validation) "
+                                "or 2 or more folds")
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,13 @@ def array_path(name: str, root: os.PathLike | str = RESIZED_DIR) -> Path:
     return Path(root) / f"{name}.npy"
 
 
-def load_split(name: str, root: os.PathLike | str = RESIZED_DIR) -> Split:
-    """Open ``<root>/<name>.npy`` and ``<root>/<name>.csv`` and check that they belong together."""
+def load_split(name: str, root: os.PathLike | str = RESIZED_DIR, allow_empty: bool = False) -> Split:
+    """Open ``<root>/<name>.npy`` and ``<root>/<name>.csv`` and check that they belong together.
+
+    ``allow_empty``: a split without rows is valid (the test split of ``split.test_size: 0``).
+    """
     arrays, table = array_path(name, root), table_path(name, root)
-    rows = read_csv(table, ["path", "artist"], RESIZE_HINT)
+    rows = read_csv(table, ["path", "artist"], RESIZE_HINT, allow_empty)
     try:
         images = np.load(arrays, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:

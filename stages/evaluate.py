@@ -5,7 +5,10 @@ Reads ``models/model.keras``, ``models/labels.json``, ``models/run.json``,
 averages the predictions over flipped and zoomed views, see :mod:`painter_id.tta`); writes
 ``metrics/eval.json``, ``metrics/per_artist.csv``, ``metrics/confusion.csv``,
 ``metrics/confusion.png`` and ``metrics/misclassified.png``, and logs the metrics and
-pictures into the MLflow run of the training.
+pictures into the MLflow run of the training. Also reads ``metrics/cv.json``: with
+``train.cv_folds`` on, ``eval.json`` carries the cross-validated figures beside the test
+ones, and with ``split.test_size: 0`` (no test split: the model trained on every painting)
+they are its only figures, and ``scored_on`` says so.
 """
 
 from __future__ import annotations
@@ -23,18 +26,14 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # noqa: E402
 
-from painter_id import model_files, resized, tracking, tta  # noqa: E402
+from painter_id import model_files, resized, tracking  # noqa: E402
 from painter_id.atomic import atomic_file, ensure_writable_dir, write_csv, write_json  # noqa: E402
+from painter_id.crossval import score  # noqa: E402,F401  (evaluate.score: the test metrics)
+from painter_id.inputs import read_json  # noqa: E402
 from painter_id.errors import PipelineError  # noqa: E402
-from painter_id.params import load_section  # noqa: E402
+from painter_id.params import EvaluateParams, load_section  # noqa: E402
 from painter_id.runner import run_stage  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -44,29 +43,8 @@ PER_ARTIST = Path("metrics/per_artist.csv")
 CONFUSION_CSV = Path("metrics/confusion.csv")
 CONFUSION_PNG = Path("metrics/confusion.png")
 MISCLASSIFIED_PNG = Path("metrics/misclassified.png")
+CV_FILE = Path("metrics/cv.json")  # train's k-fold summary
 ANNOTATE_MAX = 20  # beyond this many artists, numbers in the cells become unreadable
-
-
-def score(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """The test metrics of ``metrics/eval.json`` (macro averages weigh every artist alike)."""
-    n_classes = probs.shape[1]
-    y_pred = probs.argmax(axis=1)
-    classes = np.arange(n_classes)
-    average = {"labels": classes, "zero_division": 0}
-    precision, recall, _, _ = precision_recall_fscore_support(y_true, y_pred, average="macro", **average)
-    # By hand rather than sklearn's top_k_accuracy_score, which reads 2 columns as a binary score.
-    top_k = np.argsort(-probs, axis=1, kind="stable")[:, :min(5, n_classes)]
-    top5 = (top_k == y_true[:, None]).any(axis=1).mean()
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "top5_accuracy": float(top5),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", **average)),
-        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", **average)),
-        "macro_precision": float(precision),
-        "macro_recall": float(recall),
-        "n_test": int(len(y_true)),
-    }
 
 
 def per_artist(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> list[list]:
@@ -143,20 +121,18 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 
 def log_to_mlflow(uri: str, experiment_id: str, run: dict, metrics: dict, artifacts: list[Path]) -> None:
-    """Add the test metrics and pictures to the training's run.
+    """Add the test metrics (already named ``test_*``/``cv_*``) and pictures to the training's run.
 
     If that run is gone (the store was deleted or replaced), a new run tagged
     ``evaluation_only`` takes them, with a warning, so the numbers are never lost.
     """
     client = mlflow.MlflowClient(uri)
     run_id = run["run_id"]
-    # Prefixed: the run's plain ``accuracy``/``loss`` are the per-epoch training curves.
-    test_metrics = {f"test_{key}": value for key, value in metrics.items()}
     if run.get("tracking_uri") and run["tracking_uri"] != uri:
         log.warning("models/run.json names store %s, logging into %s", run["tracking_uri"], uri)
     if tracking.find_run(client, run_id):
         # Linked to the run's MLflow Model too (MLflow 3): its page and the registry show them.
-        tracking.log_metrics(client, run_id, test_metrics, model_id=run.get("model_id"))
+        tracking.log_metrics(client, run_id, metrics, model_id=run.get("model_id"))
         tracking.log_artifacts(client, run_id, artifacts)
         log.info("MLflow: test metrics logged into run %s", run_id)
         return
@@ -164,20 +140,46 @@ def log_to_mlflow(uri: str, experiment_id: str, run: dict, metrics: dict, artifa
                 run_id, uri)
     tags = {**tracking.run_tags(), "evaluation_only": "true", "training_run_id": run_id}
     with tracking.start_run(client, experiment_id, f"evaluate-{run_id[:8]}", tags) as new_id:
-        tracking.log_metrics(client, new_id, test_metrics)
+        tracking.log_metrics(client, new_id, metrics)
         tracking.log_artifacts(client, new_id, artifacts)
 
 
-def main() -> None:
-    params = load_section("evaluate")
-    mlflow_params = load_section("mlflow")
-    labels = model_files.read_labels()
-    run = model_files.read_run()
-    test = resized.load_split("test")
-    y_true = resized.encode(test.artists, labels, str(resized.table_path("test")))
-    ensure_writable_dir(EVAL)
-    uri, experiment_id = tracking.prepare_store(mlflow_params)
+def read_cv() -> dict:
+    """``metrics/cv.json`` as train wrote it (``{"folds": 0}`` without cross-validation)."""
+    cv = read_json(CV_FILE, "run `dvc repro train` to write it")
+    if not isinstance(cv, dict) or not isinstance(cv.get("folds"), int):
+        raise PipelineError(f"{CV_FILE}: not a cross-validation summary; run `dvc repro train` to write it again")
+    return cv
 
+
+def cv_only_metrics(cv: dict) -> dict:
+    """``eval.json`` without a test split: the cross-validated means as the figures, said so in ``scored_on``."""
+    if not cv["folds"]:
+        raise PipelineError("data/resized/test.csv has no paintings (split.test_size is 0) and train.cv_folds is 0: "
+                            "nothing scores the model; set train.cv_folds to 5, or split.test_size above 0")
+    means = {key[:-len("_mean")]: value for key, value in cv.items() if key.endswith("_mean")}
+    return {"scored_on": f"{cv['folds']}-fold cross-validation over {cv['paintings']} paintings",
+            **means, "n_test": 0, "cv": cv}
+
+
+def write_no_test_outputs(metrics: dict) -> None:
+    """The per-artist table, confusion matrix and gallery of a model without a test split: empty, saying why."""
+    write_csv(PER_ARTIST, ["artist", "precision", "recall", "f1", "support"], [])
+    write_csv(CONFUSION_CSV, ["actual", "predicted"], [])
+    for path in (CONFUSION_PNG, MISCLASSIFIED_PNG):
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"No test split (split.test_size is 0):\nscored by {metrics['scored_on']}",
+                ha="center", va="center", fontsize=11)
+        _save(fig, path)
+
+
+def score_test_split(params: EvaluateParams, test: resized.Split, labels: list[str]) -> dict:
+    """Predict the test split, write the per-artist table and figures, and return its metrics."""
+    # Imported here: TensorFlow starts only when there is a test split to predict (not for split.test_size 0).
+    from painter_id import tta
+
+    y_true = resized.encode(test.artists, labels, str(resized.table_path("test")))
     model = model_files.load_model()
     expected = tuple(model.input_shape[1:])
     if expected != test.images.shape[1:]:
@@ -192,12 +194,40 @@ def main() -> None:
     log.info("test: accuracy %.3f, top-5 %.3f, balanced accuracy %.3f, macro F1 %.3f (%d paintings)",
              metrics["accuracy"], metrics["top5_accuracy"], metrics["balanced_accuracy"],
              metrics["macro_f1"], metrics["n_test"])
-    write_json(EVAL, metrics)
     write_csv(PER_ARTIST, ["artist", "precision", "recall", "f1", "support"], per_artist(y_true, y_pred, labels))
     write_csv(CONFUSION_CSV, ["actual", "predicted"], ([labels[a], labels[p]] for a, p in zip(y_true, y_pred)))
     plot_confusion(y_true, y_pred, labels, CONFUSION_PNG)
     plot_misclassified(test.images, y_true, probs, labels, params.misclassified, MISCLASSIFIED_PNG)
-    log_to_mlflow(uri, experiment_id, run, metrics, [EVAL, CONFUSION_PNG, PER_ARTIST, MISCLASSIFIED_PNG])
+    return metrics
+
+
+def main() -> None:
+    params = load_section("evaluate")
+    mlflow_params = load_section("mlflow")
+    labels = model_files.read_labels()
+    run = model_files.read_run()
+    cv = read_cv()
+    test = resized.load_split("test", allow_empty=True)
+    if not test.paths:
+        metrics = cv_only_metrics(cv)
+    ensure_writable_dir(EVAL)
+    uri, experiment_id = tracking.prepare_store(mlflow_params)
+
+    if test.paths:
+        metrics = {"scored_on": f"{len(test.paths)} test paintings", **score_test_split(params, test, labels)}
+        if cv["folds"]:
+            metrics["cv"] = cv
+    else:
+        log.info("no test split: %s, accuracy %.3f +- %.3f (standard error), macro F1 %.3f", metrics["scored_on"],
+                 cv["accuracy_mean"], cv["accuracy_sem"], cv["macro_f1_mean"])
+        write_no_test_outputs(metrics)
+    write_json(EVAL, metrics)
+    # Prefixed: the run's plain ``accuracy``/``loss`` are the per-epoch training curves. Without a
+    # test split there are no test_* figures: the cross-validated ones are cv_*.
+    numbers = {f"test_{key}": value for key, value in metrics.items()
+               if test.paths and isinstance(value, (int, float))}
+    numbers.update({f"cv_{key}": value for key, value in metrics.get("cv", {}).items()})
+    log_to_mlflow(uri, experiment_id, run, numbers, [EVAL, CONFUSION_PNG, PER_ARTIST, MISCLASSIFIED_PNG])
 
 
 if __name__ == "__main__":

@@ -35,24 +35,8 @@ def group_label(rows: list[Row]) -> str:
     return max(sorted(votes), key=votes.__getitem__)
 
 
-def split_rows(rows: list[Row], params: SplitParams) -> tuple[list[Row], list[Row]]:
-    """Split manifest rows into ``(train, test)`` rows, stratified by artist.
-
-    The unit of the split is a group of identical files (same sha256), so a painting stored
-    twice is never learned in train and scored in test. An artist with fewer than 2
-    distinct images cannot be stratified: it goes to train only, with a warning.
-    Paths in the result are relative to the project root (``data/raw/images/...``).
-    """
-    groups: dict[str, list[Row]] = defaultdict(list)
-    for row in rows:
-        groups[row["sha256"]].append(row)
-    # Sorted by content hash, the split depends on the images and the seed, not on manifest order.
-    keys = sorted(groups)
-    label = {key: group_label(groups[key]) for key in keys}
-    mixed = sum(len({row["artist"] for row in groups[key]}) > 1 for key in keys)
-    if mixed:
-        log.warning("%d identical images are labelled with different artists; each stays on one side", mixed)
-
+def stratified_keys(keys: list[str], label: dict[str, str], params: SplitParams) -> tuple[list[str], list[str]]:
+    """``keys`` split into ``(train, test)`` stratified by ``label``; artists with one distinct image train only."""
     distinct = Counter(label.values())
     for artist in sorted(a for a, n in distinct.items() if n < 2):
         log.warning(
@@ -73,7 +57,31 @@ def split_rows(rows: list[Row], params: SplitParams) -> tuple[list[Row], list[Ro
             f"{MANIFEST}: {len(splittable)} distinct images of {len(distinct)} artists are too few to hold out "
             f"split.test_size={params.test_size} of every artist; change split.test_size or add images"
         ) from None
-    train_keys += [key for key in keys if distinct[label[key]] < 2]
+    return train_keys + [key for key in keys if distinct[label[key]] < 2], test_keys
+
+
+def split_rows(rows: list[Row], params: SplitParams) -> tuple[list[Row], list[Row]]:
+    """Split manifest rows into ``(train, test)`` rows, stratified by artist.
+
+    The unit of the split is a group of identical files (same sha256), so a painting stored
+    twice is never learned in train and scored in test. An artist with fewer than 2
+    distinct images cannot be stratified: it goes to train only, with a warning.
+    Paths in the result are relative to the project root (``data/raw/images/...``).
+    """
+    groups: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[row["sha256"]].append(row)
+    # Sorted by content hash, the split depends on the images and the seed, not on manifest order.
+    keys = sorted(groups)
+    label = {key: group_label(groups[key]) for key in keys}
+    mixed = sum(len({row["artist"] for row in groups[key]}) > 1 for key in keys)
+    if mixed:
+        log.warning("%d identical images are labelled with different artists; each stays on one side", mixed)
+
+    if params.test_size == 0:  # the final model: every painting trains, none is held out
+        train_keys, test_keys = list(keys), []
+    else:
+        train_keys, test_keys = stratified_keys(keys, label, params)
 
     def expand(chosen: list[str]) -> list[Row]:
         out = [{**row, "path": (RAW / row["path"]).as_posix()} for key in chosen for row in groups[key]]

@@ -26,8 +26,9 @@ def test_evaluate_scores_the_test_split_and_logs_into_the_training_run(tmp_path,
     evaluate.main()
 
     metrics = json.loads(Path("metrics/eval.json").read_text())
-    assert set(metrics) == EVAL_KEYS and metrics["n_test"] == 9
-    assert all(0 <= value <= 1 for key, value in metrics.items() if key != "n_test")
+    assert set(metrics) == EVAL_KEYS | {"scored_on"} and metrics["n_test"] == 9
+    assert metrics["scored_on"] == "9 test paintings"  # no cv: train.cv_folds is 0
+    assert all(0 <= value <= 1 for key, value in metrics.items() if key not in ("n_test", "scored_on"))
     assert metrics["top5_accuracy"] == 1.0  # 3 artists: the true one is always among the top 5
     per_artist = read_rows(Path("metrics/per_artist.csv"))
     assert [row["artist"] for row in per_artist] == ["Ann", "Bob", "Cy"]

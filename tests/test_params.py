@@ -28,7 +28,7 @@ def test_project_params_file_is_valid_and_complete():
     [
         ("model", {"frozen_layer": 600}, "did you mean model.frozen_layers?"),
         ("split", {"test_size": 1.5}, "split.test_size is 1.5"),
-        ("split", {"test_size": 0}, "split.test_size is 0"),
+        ("split", {"test_size": -0.1}, "split.test_size is -0.1"),
         ("train", {"epochs": -1}, "train.epochs is -1"),
         ("train", {"epochs": "ten"}, "must be an integer"),
         ("train", {"batch_size": 2.5}, "train.batch_size"),

@@ -80,7 +80,8 @@ def test_evaluate_with_tta_scores_the_averaged_predictions(tmp_path, resized_dat
     assert "test-time augmentation: flip_crops" in caplog.text
     metrics = json.loads(Path("metrics/eval.json").read_text())
     assert metrics["n_test"] == 9 and set(metrics) == {"accuracy", "top5_accuracy", "balanced_accuracy", "macro_f1",
-                                                       "weighted_f1", "macro_precision", "macro_recall", "n_test"}
+                                                       "weighted_f1", "macro_precision", "macro_recall", "n_test",
+                                                       "scored_on"}
     test = resized.load_split("test")
     labels = model_files.read_labels()
     probs = tta.predict_probs(model_files.load_model(), test.images, 4, "flip_crops")
