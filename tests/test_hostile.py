@@ -230,7 +230,7 @@ PARAM_CASES = {
     # id: (stage, overrides, fragments of the one error line, error before any log line).
     # Elsewhere: a typo (tests/test_params.py), frozen_layers beyond the backbone (tests/test_train.py).
     "wrong-type": ("resize", {"resize": {"image_size": "large"}}, ["resize.image_size is 'large'", "must be an integer"], True),
-    "test-size": ("split", {"split": {"test_size": 1.0}}, ["split.test_size is 1.0", "(0, 1)"], True),
+    "test-size": ("split", {"split": {"test_size": 1.0}}, ["split.test_size is 1.0", "[0, 1)"], True),
     "negative-epochs": ("train", {"train": {"epochs": -2}}, ["train.epochs is -2"], True),
     "below-minimum": ("train", {"model": {"backbone": "InceptionResNetV2"}},
                       ["resize.image_size is 32", "InceptionResNetV2 needs at least 75"], True),
