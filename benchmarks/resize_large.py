@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from benchmarks.run import SAMPLE, plain_pil_loop, spread
+from painter_id.images import sha256_file
 from painter_id.parallel import open_workers
 from painter_id.params import ResizeParams
 from stages.resize import resize_to_npy
@@ -50,6 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         paths = large_copies(args.images, args.width, args.height, work)
+        files = [(p, sha256_file(p)) for p in paths]
         rates: dict[str, list[float]] = {"plain_loop": [], "stage_1_process": [], "stage_2_processes": []}
         for _ in range(args.repeats):
             start = time.perf_counter()
@@ -59,7 +61,7 @@ def main() -> None:
                 params = ResizeParams(image_size=args.size, mode="pad", workers=workers)
                 with open_workers(workers) as pool:
                     start = time.perf_counter()
-                    resize_to_npy(paths, work / "out.npy", params, pool, key)
+                    resize_to_npy(files, work / "out.npy", params, pool, key)
                     rates[key].append(len(paths) / (time.perf_counter() - start))
     result = {key: spread(values) for key, values in rates.items()}
     result["speedup_2_processes"] = round(result["stage_2_processes"]["median"] / result["plain_loop"]["median"], 2)

@@ -125,6 +125,7 @@ def write_table(path: Path, header: list[str], rows: list[list[str]]) -> None:
 def resized_project(root: Path, pairs: list[tuple[str, str]], size: int) -> Path:
     """A project folder whose ``data/resized/train.{npy,csv}`` holds ``pairs`` at ``size`` px."""
     from painter_id import resized
+    from painter_id.images import sha256_file
     from painter_id.parallel import Workers
     from painter_id.params import ResizeParams
     from stages.resize import resize_to_npy
@@ -132,7 +133,7 @@ def resized_project(root: Path, pairs: list[tuple[str, str]], size: int) -> Path
     out = root / resized.RESIZED_DIR
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
-        resize_to_npy([p for p, _ in pairs], resized.array_path(split, out), ResizeParams(image_size=size, workers=1),
+        resize_to_npy([(p, sha256_file(p)) for p, _ in pairs], resized.array_path(split, out), ResizeParams(image_size=size, workers=1),
                       Workers(1), split)
         write_table(resized.table_path(split, out), ["path", "artist", "source"], [[p, a, ""] for p, a in pairs])
     resized.write_format(out, size, "pad")
@@ -148,11 +149,12 @@ def plain_pil_loop(paths: list[str], size: int) -> np.ndarray:
 
 
 def bench_resize(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
+    from painter_id.images import sha256_file
     from painter_id.parallel import Workers, open_workers, worker_count
     from painter_id.params import ResizeParams
     from stages.resize import resize_to_npy
 
-    paths = [p for p, _ in pairs] * cfg.resize_passes
+    paths = [(p, sha256_file(p)) for p, _ in pairs] * cfg.resize_passes
     params = ResizeParams(image_size=cfg.resize_size, workers=0)
     workers = worker_count(len(paths), params.workers)
     dest = work / "resize.npy"
@@ -164,7 +166,7 @@ def bench_resize(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
 
     times: dict[str, list[float]] = {"baseline": [], "stage": [], "stage_one_process": []}
     for _ in range(cfg.repeats):
-        times["baseline"].append(timed(lambda: plain_pil_loop(paths, cfg.resize_size)))
+        times["baseline"].append(timed(lambda: plain_pil_loop([p for p, _ in paths], cfg.resize_size)))
         times["stage"].append(timed(stage))
         times["stage_one_process"].append(timed(lambda: resize_to_npy(paths, dest, params, Workers(1), "resize")))
     rates = {name: spread([len(paths) / t for t in values]) for name, values in times.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -39,6 +40,25 @@ def read_csv(path: os.PathLike | str, columns: Sequence[str], hint: str,
         if empty:
             raise PipelineError(f"{path}: line {line} has no {', '.join(empty)}; {hint}")
     return rows
+
+
+def read_listed_image(path: os.PathLike | str, sha256: str) -> bytes:
+    """The bytes of an image a CSV lists, checked against the SHA-256 written beside it.
+
+    ``oversample`` and ``resize`` depend in ``dvc.yaml`` on the tables that list and hash
+    the images, not on the 8,446-file ``data/raw`` folder itself (so ``dvc status`` stays
+    fast); this check makes the table's hash a true stand-in for the bytes read: an image
+    changed after ``download`` wrote it is a one-line error, never silently used.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise PipelineError(f"{path}: unreadable ({exc.strerror or exc}); run `dvc repro` to rebuild it") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise PipelineError(f"{path}: changed since the stage that wrote it listed it (SHA-256 differs); "
+                            "run `dvc repro` to rebuild it (or `dvc checkout` to restore it)")
+    return data
 
 
 def read_json(path: os.PathLike | str, hint: str) -> object:

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 from painter_id.atomic import atomic_dir, write_csv
 from painter_id.errors import PipelineError
 from painter_id.images import ImageRejected, load_rgb, sha256_file
-from painter_id.inputs import read_csv
+from painter_id.inputs import read_csv, read_listed_image
 from painter_id.parallel import open_workers, worker_count
 from painter_id.params import OversampleParams, load_section
 from painter_id.runner import run_stage
@@ -44,6 +44,7 @@ class Copy:
     source: str
     path: str
     artist: str
+    source_sha256: str  # as data/split/train.csv lists it: checked when the source is read
 
 
 def rng_for(seed: int, key: str) -> np.random.Generator:
@@ -70,6 +71,7 @@ def plan_copies(rows: list[dict[str, str]], params: OversampleParams) -> list[Co
     which originals get one more when the numbers don't divide evenly.
     """
     by_artist: dict[str, list[str]] = defaultdict(list)
+    digests = {row["path"]: row["sha256"] for row in rows}
     for row in rows:
         by_artist[row["artist"]].append(row["path"])
     wanted = targets({artist: len(paths) for artist, paths in by_artist.items()}, params)
@@ -85,7 +87,8 @@ def plan_copies(rows: list[dict[str, str]], params: OversampleParams) -> list[Co
             if (source.parent.name, name) in taken:  # a.jpg and a.png in one folder
                 name = f"{source.stem}_{source.suffix.lstrip('.')}_aug{k}.jpg"
             taken.add((source.parent.name, name))
-            copies.append(Copy(source.as_posix(), (OUT / "images" / source.parent.name / name).as_posix(), artist))
+            copies.append(Copy(source.as_posix(), (OUT / "images" / source.parent.name / name).as_posix(), artist,
+                               digests[originals[order[j % len(originals)]]]))
     return copies
 
 
@@ -128,7 +131,7 @@ def write_copy(job: tuple[Copy, Path, OversampleParams]) -> str:
     """Write one augmented copy to ``dest`` as JPEG and return its sha256."""
     copy, dest, params = job
     try:
-        img = load_rgb(copy.source, draft_size=MAX_SIDE)
+        img = load_rgb(read_listed_image(copy.source, copy.source_sha256), draft_size=MAX_SIDE)
     except ImageRejected as exc:
         raise PipelineError(f"{copy.source}: cannot be decoded ({exc}); run `dvc repro download` again") from None
     img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)

@@ -16,6 +16,7 @@ from PIL import Image
 from painter_id import model_files, predict, resized
 from stages import train
 from painter_id.errors import PipelineError
+from painter_id.images import sha256_file
 from painter_id.params import ResizeParams
 from painter_id.parallel import Workers
 from stages.resize import resize_to_npy
@@ -64,7 +65,7 @@ def parse(text: str) -> tuple[list[str], dict[str, list[dict[str, str]]]]:
 def resize_like_stage(paths: list[str], tmp: Path, mode: str) -> np.ndarray:
     """The 32 px array the resize stage makes of ``paths`` (relative to the cwd)."""
     dest = tmp / f"resized-{mode}.npy"
-    resize_to_npy(paths, dest, ResizeParams(image_size=32, mode=mode), Workers(1), "reference")
+    resize_to_npy([(p, sha256_file(p)) for p in paths], dest, ResizeParams(image_size=32, mode=mode), Workers(1), "reference")
     return np.load(dest)
 
 

@@ -157,10 +157,32 @@ def test_undecodable_image_names_the_file_and_keeps_previous_output(coloured, mo
     resize(coloured, monkeypatch, image_size=16)
     before = (coloured / "data/resized/train.npy").read_bytes()
     (coloured / "data/raw/images/T/t1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    relist_hashes(coloured / "data/split/test.csv", coloured)  # as if split had listed the bad file
     with pytest.raises(PipelineError, match=r"data/raw/images/T/t1\.png: cannot be decoded"):
         resize(coloured, monkeypatch, image_size=20)
     assert (coloured / "data/resized/train.npy").read_bytes() == before
     assert not list((coloured / "data").glob(".resized.tmp-*"))
+
+
+def relist_hashes(table: Path, root: Path) -> None:
+    """Rewrite the sha256 column of ``table`` from the files it lists, as the stage that wrote it would."""
+    listed = rows(table)
+    with open(table, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(listed[0]))
+        writer.writeheader()
+        writer.writerows({**row, "sha256": sha256_file(root / row["path"])} for row in listed)
+
+
+def test_an_image_changed_after_it_was_listed_is_a_one_line_error(coloured, monkeypatch):
+    # resize depends on the tables (their hashes), not on the data/raw folder: it checks the bytes it reads.
+    resize(coloured, monkeypatch, image_size=16)
+    before = (coloured / "data/resized/test.npy").read_bytes()
+    solid((1, 2, 3)).save(coloured / "data/raw/images/T/t2.png")
+    with pytest.raises(PipelineError, match=r"^data/raw/images/T/t2\.png: changed since .* run `dvc repro`"):
+        resize(coloured, monkeypatch, image_size=20)
+    assert (coloured / "data/resized/test.npy").read_bytes() == before
+    relist_hashes(coloured / "data/split/test.csv", coloured)
+    assert resize(coloured, monkeypatch, image_size=16)["test"][2].mean() < 3  # the new, near-black image
 
 
 def raw_from_sample(sample: Path, root: Path, artists: dict[str, int]) -> None:
