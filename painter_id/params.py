@@ -165,7 +165,7 @@ class ResizeParams:
 class ModelParams:
     """``model``: backbone, its weights, how much of it is frozen, and the head."""
 
-    backbone: str = "InceptionResNetV2"
+    backbone: str = "simple_cnn"
     weights: Optional[str] = None
     frozen_layers: Union[int, str] = 0
     alpha: float = 1.0
@@ -212,7 +212,7 @@ class TrainParams:
     learning_rate: float = 0.001
     momentum: float = 0.9
     batch_size: int = 32
-    epochs: int = 3
+    epochs: int = 10
     class_weight: str = "balanced"
     validation_split: float = 0.15
     early_stopping_patience: int = 3

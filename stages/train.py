@@ -23,7 +23,7 @@ import logging
 import math
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -462,20 +462,29 @@ def fold_split(data: resized.Split, rows: np.ndarray, params: TrainParams) -> tu
     return rows[train_idx], rows[val_idx]
 
 
-def cross_validate(params: Params, data: resized.Split, y: np.ndarray, n_classes: int) -> dict:
-    """Train and score ``train.cv_folds`` folds, each from fresh weights; ``{"folds": 0}`` when off."""
+def cross_validate(params: Params, data: resized.Split, y: np.ndarray, n_classes: int,
+                   solved: Optional[tuple[Network, FitInputs]] = None) -> dict:
+    """Train and score ``train.cv_folds`` folds, each from fresh weights; ``{"folds": 0}`` when off.
+
+    ``solved``: the final model's network and cached features when its head is solved by
+    L-BFGS, which starts from zero and so needs no fresh weights: the folds reuse them instead
+    of building the network and looking the features up again (seconds a fold).
+    """
     k = params.train.cv_folds
     if not k:
         return {"folds": 0}
     scores = []
     start = time.monotonic()
     for fold, (train_rows, scored) in enumerate(crossval.fold_rows(data, k, params.train.seed), 1):
-        net, inputs = prepare_fit(params, data, y, fold_split(data, train_rows, params.train), n_classes)
+        split = fold_split(data, train_rows, params.train)
+        net, inputs = ((solved[0], replace(solved[1], split=split)) if solved
+                       else prepare_fit(params, data, y, split, n_classes))
         train_head(net, inputs, params, EpochLog(None, None))
         scores.append(crossval.score(y[scored], predict_rows(inputs.model, inputs.x, scored, params.train.batch_size)))
         log.info("fold %d/%d: accuracy %.3f, macro F1 %.3f on %d paintings", fold, k, scores[-1]["accuracy"],
                  scores[-1]["macro_f1"], len(scored))
-        keras.backend.clear_session()  # the fold's graphs and weights: the next fold builds its own
+        if not solved:
+            keras.backend.clear_session()  # the fold's graphs and weights: the next fold builds its own
     summary = {**crossval.summarize_folds(scores), "seconds": round(time.monotonic() - start, 1)}
     log.info("%d-fold cross-validation over %d paintings: accuracy %.3f +- %.3f (standard error), macro F1 %.3f, "
              "top-5 %.3f", k, summary["paintings"], summary["accuracy_mean"], summary["accuracy_sem"],
@@ -498,11 +507,16 @@ def main() -> None:
 
     labels = resized.class_names(data.artists)
     y = resized.encode(data.artists, labels, str(resized.table_path("train")))
-    cv = cross_validate(params, data, y, len(labels))
     split = resized.validation_split(data, train_params.validation_split, train_params.seed)
     log.info("%d training rows, %d validation rows (originals held out), %d artists",
              len(split[0]), len(split[1]), len(labels))
     net, inputs = prepare_fit(params, data, y, split, len(labels))
+    if inputs.solver == "lbfgs":
+        cv = cross_validate(params, data, y, len(labels), solved=(net, inputs))
+    else:
+        cv = cross_validate(params, data, y, len(labels))
+        if train_params.cv_folds:  # the folds cleared Keras' session: the final network is built afresh
+            net, inputs = prepare_fit(params, data, y, split, len(labels))
     if chief:
         record_training(net, inputs, params, store, (data, labels, image_format), cv)
     else:

@@ -12,7 +12,7 @@ from tests.conftest import REPO_ROOT, run_stage, write_params
 def test_project_params_file_is_valid_and_complete():
     params = load_all(REPO_ROOT / "params.yaml")
     flat = params.flat()
-    assert flat["model.backbone"] == "InceptionResNetV2"
+    assert flat["model.backbone"] == "simple_cnn"
     assert flat["split.test_size"] == pytest.approx(0.2)
     # every dataclass field appears in params.yaml, so users see every knob
     import yaml

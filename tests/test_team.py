@@ -120,7 +120,7 @@ def test_queued_sweep_logs_finished_runs_with_artifacts_in_the_bucket(servers, s
     objects = ts.bucket_objects(servers["s3"], ARTIFACTS_BUCKET)
     for run_, steps in runs:
         assert run_.info.status == "FINISHED"
-        assert run_.data.params["model.backbone"] == "MobileNet"
+        assert run_.data.params["model.backbone"] == "simple_cnn"
         assert steps == [1, 2]  # one loss per epoch
         assert 0.0 <= run_.data.metrics["test_accuracy"] <= 1.0
         assert run_.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: clients need no S3 keys

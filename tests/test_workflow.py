@@ -28,7 +28,9 @@ TINY = {
     "data": {"synthetic_artists": 3, "synthetic_images": 48},
     "oversample": {"min_count": 12},
     "resize": {"image_size": 32},
-    "model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_layers": 0},
+    # The small CNN: the workflow is about DVC and MLflow, and a keras.applications network
+    # would add ~30 s of graph building to each of its trainings (they are tested in test_train).
+    "model": {"backbone": "simple_cnn", "weights": None, "frozen_layers": 0},
     "train": {"epochs": 2, "batch_size": 16},
     "evaluate": {"misclassified": 4},
     # MLflow Models are tested in tests/test_mlflow_model.py; here they would only add ~10 s a run.
@@ -65,14 +67,14 @@ def workflow(tmp_path_factory):
                                               "log_model": True}})
     log["status_other_store"] = dvc(project, "status", "--json", env=ENV).stdout
     (project / "params.yaml").write_text(params, encoding="utf-8")
-    log["exp"] = dvc(project, "exp", "run", "-n", "frozen40", "-S", "model.frozen_layers=40", env=ENV).stdout
+    log["exp"] = dvc(project, "exp", "run", "-n", "frozen4", "-S", "model.frozen_layers=4", env=ENV).stdout
     log["metrics_diff"] = dvc(project, "metrics", "diff", "--json", env=ENV).stdout
     # The baseline's params again: DVC restores train/evaluate from its run cache, and no
     # MLflow run is added.
     log["cached"] = dvc(project, "exp", "run", "-n", "baseline-again", "-S", "model.frozen_layers=0",
                         env=ENV).stdout
     log["runs_after_cached"] = len(_runs(project / "mlflow.db"))
-    dvc(project, "exp", "run", "--queue", "-S", "model.frozen_layers=20", env=ENV)
+    dvc(project, "exp", "run", "--queue", "-S", "model.frozen_layers=2", env=ENV)
     dvc(project, "queue", "start", env=ENV)
     log["queue_status"] = wait_for_queue(project, ENV)
     # Each queued experiment's log as a user reads it (the first task's is enough).
@@ -116,14 +118,14 @@ def test_queued_sweep_ran_and_every_training_is_one_mlflow_run(workflow):
     assert len(runs) == 3
     assert all(run.info.status == "FINISHED" for run in runs)
     frozen = sorted(int(run.data.params["model.frozen_layers"]) for run in runs)
-    assert frozen == [0, 20, 40]
+    assert frozen == [0, 2, 4]
     for run_ in runs:
-        assert run_.data.params["model.backbone"] == "MobileNet"
+        assert run_.data.params["model.backbone"] == "simple_cnn"
         assert 0.0 <= run_.data.metrics["test_accuracy"] <= 1.0
     exp_runs = [r for r in runs if r.data.tags.get("dvc.exp_name")]
     assert len(exp_runs) == 2
     assert all(r.info.run_name == r.data.tags["dvc.exp_name"] for r in exp_runs)
-    assert "frozen40" in {r.info.run_name for r in exp_runs}
+    assert "frozen4" in {r.info.run_name for r in exp_runs}
     shown = log["exp_show"]
     assert all(r.data.tags["dvc.exp_name"] in shown for r in exp_runs)
     # Queued runs happen in copies under .dvc/tmp/exps; none may create a store of its own.
@@ -137,18 +139,18 @@ def test_compare_lists_the_runs(workflow):
     project, _ = workflow
     proc = run([sys.executable, "-m", "painter_id.compare", "--format", "csv", "--sort", "macro_f1"], project, env=ENV)
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
-    assert sorted(int(r["model.frozen_layers"]) for r in rows) == [0, 20, 40]
+    assert sorted(int(r["model.frozen_layers"]) for r in rows) == [0, 2, 4]
     scores = [float(r["macro_f1"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     assert "model.backbone" not in rows[0] and "resize.image_size" not in rows[0]  # the same in every run
     assert all(1 <= float(r["best_epoch"]) for r in rows)
     every = run([sys.executable, "-m", "painter_id.compare", "--format", "csv", "--all-params"], project, env=ENV)
     rows = list(csv.DictReader(io.StringIO(every.stdout)))
-    assert {r["model.backbone"] for r in rows} == {"MobileNet"} and {r["resize.image_size"] for r in rows} == {"32"}
-    only = run([sys.executable, "-m", "painter_id.compare", "--where", "model.frozen_layers=40"], project, env=ENV)
+    assert {r["model.backbone"] for r in rows} == {"simple_cnn"} and {r["resize.image_size"] for r in rows} == {"32"}
+    only = run([sys.executable, "-m", "painter_id.compare", "--where", "model.frozen_layers=4"], project, env=ENV)
     lines = only.stdout.strip().splitlines()
     assert lines[0].split()[:2] == ["run", "accuracy"] and len(lines) == 2  # one run: no param differs
-    assert "frozen40" in lines[1]
+    assert "frozen4" in lines[1]
 
 
 def _free_port() -> int:
@@ -188,7 +190,7 @@ def test_mlflow_server_serves_the_runs_over_rest(workflow):
             runs = json.load(reply)["runs"]
         assert len(runs) == 3
         params = [{p["key"]: p["value"] for p in r["data"]["params"]} for r in runs]
-        assert sorted(int(p["model.frozen_layers"]) for p in params) == [0, 20, 40]
+        assert sorted(int(p["model.frozen_layers"]) for p in params) == [0, 2, 4]
     finally:
         server.terminate()
         try:
