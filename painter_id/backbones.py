@@ -273,6 +273,9 @@ def freeze(backbone: keras.Model, frozen_layers: Union[int, str]) -> int:
         raise PipelineError(
             f"params.yaml: model.frozen_layers is {frozen_layers} but {backbone.name} has {count} layers; "
             f"use at most {count}, or 'all'"
+            # The seed notebooks' 600 is meant for InceptionResNetV2, which is no longer the default.
+            + ("; with model.backbone=InceptionResNetV2 (780 layers, the seed notebooks freeze 600) it fits"
+               if frozen_layers <= 780 else "")
         )
     for layer in backbone.layers[:frozen_layers]:
         layer.trainable = False

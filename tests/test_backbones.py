@@ -123,6 +123,12 @@ def test_simple_cnn_layers_are_its_conv_blocks_and_freeze_counts_them():
     with pytest.raises(PipelineError) as info:
         freeze(backbone, 7)
     assert "model.frozen_layers is 7" in str(info.value) and "has 6 layers" in str(info.value)
+    # The seed notebooks' `-S model.frozen_layers=600` on the small default: the error says where 600 fits.
+    with pytest.raises(PipelineError, match=r"simple_cnn has 6 layers.*model\.backbone=InceptionResNetV2 \(780 layers"):
+        freeze(backbone, 600)
+    with pytest.raises(PipelineError) as info:
+        freeze(backbone, 900)
+    assert "InceptionResNetV2" not in str(info.value)
 
 
 def test_freeze_all_freezes_every_weight():
