@@ -81,14 +81,15 @@ def plan_copies(rows: list[dict[str, str]], params: OversampleParams) -> list[Co
         originals = sorted(by_artist[artist])
         order = rng_for(params.seed, artist).permutation(len(originals))
         for j in range(wanted[artist] - len(originals)):
-            source = Path(originals[order[j % len(originals)]])
+            original = originals[order[j % len(originals)]]
+            source = Path(original)
             k = j // len(originals) + 1
             name = f"{source.stem}_aug{k}.jpg"
             if (source.parent.name, name) in taken:  # a.jpg and a.png in one folder
                 name = f"{source.stem}_{source.suffix.lstrip('.')}_aug{k}.jpg"
             taken.add((source.parent.name, name))
             copies.append(Copy(source.as_posix(), (OUT / "images" / source.parent.name / name).as_posix(), artist,
-                               digests[originals[order[j % len(originals)]]]))
+                               digests[original]))
     return copies
 
 
