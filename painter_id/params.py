@@ -64,10 +64,10 @@ def _check_range(
         raise PipelineError(f"params.yaml: {section}.{name} is {show(value)}; it must lie in {interval}")
 
 
-# dvc.yaml makes data.path a dependency of download, so DVC itself sees paintings added,
-# removed or replaced in that folder; a dependency must exist (a null one breaks every dvc
-# command), so for the other sources data.path names this file of the repository instead.
-PATH_STAND_IN = "painter_id/synthetic.py"
+# dvc.yaml makes data.path and data.url dependencies of download, so DVC itself sees paintings
+# added, removed or replaced in that folder, or other bytes at that link; a dependency must
+# exist (a null one breaks every dvc command), so for the other sources they name this file.
+STAND_IN = "painter_id/synthetic.py"
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ class DataParams:
     """``data``: where the paintings come from and which artists are kept."""
 
     source: str = "synthetic"
-    url: Optional[str] = None
-    path: Optional[str] = PATH_STAND_IN
+    url: Optional[str] = STAND_IN
+    path: Optional[str] = STAND_IN
     kaggle_dataset: str = "ikarus777/best-artworks-of-all-time"
     seed: int = 42
     min_images: int = 1
@@ -96,9 +96,9 @@ class DataParams:
                     "params.yaml: data.source is 'url' but data.url is not an http(s) link; "
                     "set data.url to the address of a .zip or .tar.gz"
                 )
-        if self.source == "path" and (not self.path or self.path == PATH_STAND_IN):
+        if self.source == "path" and (not self.path or self.path == STAND_IN):
             raise PipelineError(
-                f"params.yaml: data.source is 'path' but data.path is empty (or still {PATH_STAND_IN}, "
+                f"params.yaml: data.source is 'path' but data.path is empty (or still {STAND_IN}, "
                 "its default); set data.path to a folder or archive in the Kaggle layout"
             )
         _check_range(s, "min_images", self.min_images, 1)

@@ -1,12 +1,14 @@
-"""Links with credentials: ``${NAME}`` references, Basic auth, and the redacted form that is safe to show."""
+"""Links with credentials: Basic auth from the link or ``~/.netrc``, and the redacted form that is safe to show."""
 
 from __future__ import annotations
 
 import base64
+import netrc
 import os
 import re
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 from painter_id.errors import PipelineError
 
@@ -25,34 +27,49 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, _host_port(parts), parts.path, "", ""))
 
 
-def expand_env(url: str) -> str:
-    """Replace each ``${NAME}`` in ``url`` by the environment variable ``NAME``.
+def check_no_env_reference(url: str) -> None:
+    """A one-line error when ``url`` holds a ``${NAME}``: DVC checks the link itself and cannot expand it."""
+    match = ENV_REFERENCE.search(url)
+    if match:
+        raise PipelineError(
+            f"params.yaml: data.url holds {match.group(0)}, which DVC cannot expand when it checks the link; "
+            "write the link without credentials and put them in ~/.netrc (or the file $NETRC names): "
+            "machine HOST login USER password PASSWORD"
+        )
 
-    So a password can stay out of ``params.yaml`` (and out of ``dvc.lock`` and git, which
-    record params verbatim): ``data.url: https://${ART_USER}:${ART_TOKEN}@host/a.zip``.
+
+def has_password(url: str) -> bool:
+    """True when ``url`` spells out a password (which DVC would copy into ``dvc.lock``)."""
+    return bool(urllib.parse.urlsplit(url).password)
+
+
+def netrc_login(host: str) -> tuple[str, str] | None:
+    """``(login, password)`` for ``host`` from ``$NETRC`` or ``~/.netrc``, as DVC's HTTP client reads them.
+
+    DVC checks a ``data.url`` dependency with aiohttp, which takes Basic credentials from
+    that file (``trust_env``); reading the same file here makes the download see what
+    ``dvc status`` sees, with no password in the link, ``params.yaml`` or ``dvc.lock``.
     """
-    def value(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise PipelineError(f"params.yaml: data.url uses ${{{name}}} but {name} is not set; export {name} and run again")
-        return urllib.parse.quote(os.environ[name], safe="")
-
-    return ENV_REFERENCE.sub(value, url)
-
-
-def has_literal_password(url: str) -> bool:
-    """True when ``url`` spells out a password rather than a ``${NAME}`` reference."""
-    password = urllib.parse.urlsplit(url).password
-    return bool(password) and not ENV_REFERENCE.fullmatch(password)
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    if not host or not path.is_file():
+        return None
+    try:
+        found = netrc.netrc(path).authenticators(host)
+    except (netrc.NetrcParseError, OSError) as exc:
+        raise PipelineError(f"{path}: cannot read it ({type(exc).__name__}); fix or remove that file") from None
+    return (found[0], found[2]) if found else None
 
 
 def authorized_request(url: str) -> urllib.request.Request:
-    """A request for ``url``; ``user:password@`` in the link becomes a Basic auth header."""
+    """A request for ``url`` with Basic auth from ``user:password@`` in the link, else from ``~/.netrc``."""
     parts = urllib.parse.urlsplit(url)
     request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=_host_port(parts))))
     if parts.username is not None:
-        user = urllib.parse.unquote(parts.username)
-        password = urllib.parse.unquote(parts.password or "")
+        login = urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+    else:
+        login = netrc_login(parts.hostname or "")
+    if login is not None:
+        user, password = login
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         request.add_header("Authorization", f"Basic {token}")
     return request

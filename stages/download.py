@@ -31,7 +31,7 @@ from painter_id.layout import Layout, find_layout, nfc
 from painter_id.parallel import open_workers, worker_count
 from painter_id.params import DataParams, load_section
 from painter_id.runner import run_stage
-from painter_id.urls import expand_env, has_literal_password, redact_url
+from painter_id.urls import check_no_env_reference, has_password, redact_url
 from painter_id.workspace import user_path
 
 log = logging.getLogger(__name__)
@@ -301,11 +301,11 @@ def prepare_source(params: DataParams, work: Path) -> Path:
         return kaggle_download(params.kaggle_dataset, recorded_kaggle_version(params.kaggle_dataset))
     if params.source == "url":
         log.info("source: %s", redact_url(params.url))
-        if has_literal_password(params.url):
-            log.warning("data.url holds a password, and DVC copies params into dvc.lock: write it as ${NAME} "
-                        "and export NAME instead")
-        url = expand_env(params.url)
-        archive = fetch_url(url, work, params.timeout, params.max_archive_bytes)
+        check_no_env_reference(params.url)
+        if has_password(params.url):
+            log.warning("data.url holds a password, and DVC copies params and dependencies into dvc.lock: "
+                        "remove it from the link and put it in ~/.netrc (machine HOST login USER password PASSWORD)")
+        archive = fetch_url(params.url, work, params.timeout, params.max_archive_bytes)
         return extract_archive(archive, work / "extracted", params.max_archive_bytes)
     path = user_path(params.path)
     log.info("source: %s", path)

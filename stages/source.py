@@ -1,16 +1,15 @@
 """Stage ``source``: fingerprint where the paintings come from, so ``download`` reruns when they change.
 
-DVC cannot look at a web server (behind credentials taken from the environment) or Kaggle
-by itself, so this cheap stage (``always_changed: true`` in ``dvc.yaml``) runs on every
-``dvc repro`` and writes ``data/source.json``, a dependency of ``download``. The file
+DVC checks a folder, an archive and a link itself (``${data.path}`` and ``${data.url}`` are
+dependencies of ``download`` in ``dvc.yaml``), so a bare ``dvc status`` names ``download``
+when they change. What DVC cannot see, this cheap stage (``always_changed: true``) looks at on
+every ``dvc repro`` and writes to ``data/source.json``, a dependency of ``download``; the file
 changes only when the source does:
 
 - ``path``: where it is and whether it is a folder or an archive, after checking that DVC
-  will find it; its contents are a DVC dependency of ``download`` (``${data.path}``), which
-  DVC's state database checks from sizes and modification times, so a bare ``dvc status``
-  names ``download`` when a painting is added, removed or replaced;
+  will find it (a one-line error naming the param instead of DVC's bare ``No such file``);
 - ``url``: the server's ``ETag`` / ``Last-Modified`` / ``Content-Length``, or, when it
-  sends neither validator, the SHA-256 of the bytes themselves;
+  sends neither validator (DVC then sees only the size), the SHA-256 of the bytes themselves;
 - ``kaggle``: the dataset's current version number (``download`` then fetches exactly it);
 - ``synthetic``: nothing beyond the ``data`` params, which ``download`` depends on anyway.
 """
@@ -28,7 +27,7 @@ from painter_id.errors import PipelineError
 from painter_id.images import sha256_file
 from painter_id.params import DataParams, load_section
 from painter_id.runner import run_stage
-from painter_id.urls import expand_env, redact_url
+from painter_id.urls import check_no_env_reference, redact_url
 from painter_id.workspace import main_workspace, user_path
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,8 @@ def path_kind(params: DataParams) -> dict:
 
 def url_fingerprint(params: DataParams) -> dict:
     """What identifies the bytes at ``data.url`` now: the server's validators, or their SHA-256."""
-    url = expand_env(params.url)
+    url = params.url
+    check_no_env_reference(url)
     validators = url_validators(url, params.timeout)
     if validators:
         log.info("source: %s (%s)", redact_url(url), ", ".join(f"{k} {v}" for k, v in validators.items()))

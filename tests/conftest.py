@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import functools
 import json
 import os
+import secrets
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -127,6 +129,35 @@ def serve_folder(root: Path, handler: type[SimpleHTTPRequestHandler] = QuietHand
     finally:
         server.shutdown()
         server.server_close()
+
+
+class AuthHandler(QuietHandler):
+    """Serves files only with the Basic credentials in ``self.server.expected``, else 401."""
+
+    def allowed(self) -> bool:
+        if self.headers.get("Authorization") == self.server.expected:
+            return True
+        self.send_error(401)
+        return False
+
+    def do_GET(self) -> None:
+        if self.allowed():
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if self.allowed():
+            super().do_HEAD()
+
+
+@pytest.fixture
+def private_web(tmp_path):
+    """A local server needing user ``art`` and a random password; yields (folder, base URL, password)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    password = secrets.token_hex(16)
+    with serve_folder(root, AuthHandler) as server:
+        server.expected = "Basic " + base64.b64encode(f"art:{password}".encode()).decode()
+        yield root, f"127.0.0.1:{server.server_port}", password
 
 
 # The longest files first, so the two xdist workers (pyproject's addopts) finish together

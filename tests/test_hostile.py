@@ -6,7 +6,6 @@ each test below fails without the handling it names.
 
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
 import os
@@ -182,27 +181,6 @@ def test_tar_gz_slip_empty_and_zip_with_damaged_data_are_refused(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-class AuthHandler(QuietHandler):
-    """Serves files only with the Basic credentials in ``self.server.expected``, else 401."""
-
-    def do_GET(self) -> None:
-        if self.headers.get("Authorization") != self.server.expected:
-            self.send_error(401)
-            return
-        super().do_GET()
-
-
-@pytest.fixture
-def private_web(tmp_path):
-    """A local server needing user ``art`` and a random password; yields (folder, base URL, password)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    password = secrets.token_hex(16)
-    with serve_folder(root, AuthHandler) as server:
-        server.expected = "Basic " + base64.b64encode(f"art:{password}".encode()).decode()
-        yield root, f"127.0.0.1:{server.server_port}", password
-
-
 @pytest.mark.parametrize("source, name, members, expected", [
     ("path", "bomb.zip", {**badfiles.kaggle_members(), "images/images/Bob/x.jpg": bytes(3 << 20)}, "times its compressed size"),
     ("url", "slip.tar.gz", {**badfiles.kaggle_members(), "../../outside.jpg": b"x"}, "points outside the archive folder"),
@@ -308,15 +286,20 @@ def test_secrets_never_reach_logs_outputs_or_mlflow(tmp_path, private_web):
             assert secret not in proc.stdout + proc.stderr
 
 
-def test_url_password_can_come_from_the_environment(tmp_path, monkeypatch, private_web):
+def test_url_password_comes_from_netrc_and_an_env_reference_is_one_line(tmp_path, monkeypatch, private_web):
     www, host, password = private_web
     badfiles.write_zip(www / "art.zip", badfiles.kaggle_members())
-    write_params(tmp_path, {"data": {"source": "url", "url": f"http://art:${{ART_TOKEN}}@{host}/art.zip"}})
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ART_TOKEN", raising=False)
-    with pytest.raises(PipelineError, match=r"data\.url uses \$\{ART_TOKEN\} but ART_TOKEN is not set"):
+    # DVC checks data.url itself (a dependency of download) and cannot expand ${NAME}.
+    write_params(tmp_path, {"data": {"source": "url", "url": f"http://art:${{ART_TOKEN}}@{host}/art.zip"}})
+    with pytest.raises(PipelineError, match=r"data\.url holds \$\{ART_TOKEN\}, .* put them in ~/\.netrc"):
         stages.download.main()
-    monkeypatch.setenv("ART_TOKEN", password)
+    write_params(tmp_path, {"data": {"source": "url", "url": f"http://{host}/art.zip"}})
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
+    with pytest.raises(PipelineError, match=r"HTTP 401"):
+        stages.download.main()
+    (tmp_path / "netrc").write_text(f"machine 127.0.0.1 login art password {password}\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     stages.download.main()
     assert len(read_rows(tmp_path / "data" / "raw" / "manifest.csv")) == 4
     assert password not in (tmp_path / "params.yaml").read_text()

@@ -1,7 +1,8 @@
 """The source as a dependency: a changed folder, archive, URL or Kaggle version reruns download, and nothing else does.
 
-A folder or archive is DVC's own `${data.path}` dependency (a bare `dvc status` names download);
-a URL or Kaggle version goes through the source stage. End to end under the real `dvc status` /
+A folder, an archive or a link is DVC's own `${data.path}` / `${data.url}` dependency (a bare
+`dvc status` names download); a Kaggle version, or a link's bytes when the server sends no
+ETag or Last-Modified, goes through the source stage. End to end under the real `dvc status` /
 `dvc repro` (tiny Kaggle-layout sources, stopping at `download`), plus the source stage's
 fingerprints and one-line errors in-process: local HTTP servers, and a stand-in for Kaggle's API.
 """
@@ -45,8 +46,8 @@ def zip_folder(folder: Path, dest: Path) -> Path:
     return dest
 
 
-def changed(project: Path, *stages: str) -> set[str]:
-    return set(yaml.safe_load(dvc(project, "status", *stages, "--json").stdout))
+def changed(project: Path, *stages: str, env: dict | None = None) -> set[str]:
+    return set(yaml.safe_load(dvc(project, "status", *stages, "--json", env=env).stdout))
 
 
 # ------------------------------------------------------------------ end to end
@@ -112,25 +113,28 @@ def test_archive_replaced_under_the_same_name_shows_in_dvc_status_and_a_missing_
 
 
 @pytest.mark.slow
-def test_url_serving_other_bytes_reruns_download(tmp_path):
+def test_url_serving_other_bytes_shows_in_bare_dvc_status_with_credentials_from_netrc(tmp_path, private_web):
+    www, host, password = private_web
     folder = make_source(tmp_path / "src", FOLDERS)
-    www = tmp_path / "www"
-    www.mkdir()
     archive = zip_folder(folder, www / "art.zip")
-    with serve_folder(www) as server:
-        url = f"http://127.0.0.1:{server.server_address[1]}/art.zip"
-        project = make_project(tmp_path / "project", {"data": {"source": "url", "url": url}})
-        dvc(project, "repro", "download")
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login art password {password}\n", encoding="utf-8")
+    env = {**os.environ, "NETRC": str(netrc)}  # read by DVC's HTTP client and by the stages alike
+    project = make_project(tmp_path / "project", {"data": {"source": "url", "url": f"http://{host}/art.zip"}})
+    assert ran(dvc(project, "repro", "download", env=env).stdout) == {"source", "download"}
+    assert changed(project, "download", env=env) == set()
 
-        jpeg(folder / "images" / "images" / "Ann_Ash" / "Ann_Ash_9.jpg", seed=55)
-        zip_folder(folder, archive)
-        # The server is asked by source (see dvc.yaml), so `dvc status` names download once it ran.
-        dvc(project, "repro", "source")
-        assert changed(project, "download") == {"download"}
-        assert ran(dvc(project, "repro", "download").stdout) == {"source", "download"}
+    # Other bytes at the same link: a bare `dvc status` (no stage run first) names download.
+    jpeg(folder / "images" / "images" / "Ann_Ash" / "Ann_Ash_9.jpg", seed=55)
+    zip_folder(folder, archive)
+    assert changed(project, "download", env=env) == {"download"}
+    assert ran(dvc(project, "repro", "download", env=env).stdout) == {"source", "download"}
     assert "images/Ann_Ash/Ann_Ash_9.jpg" in manifest(project)
+    assert changed(project, "download", env=env) == set()
     recorded = json.loads((project / "data" / "source.json").read_text(encoding="utf-8"))
     assert recorded["Content-Length"] == str(archive.stat().st_size)
+    lock = (project / "dvc.lock").read_text(encoding="utf-8")
+    assert f"http://{host}/art.zip" in lock and password not in lock
 
 
 # ------------------------------------------------------------------ fingerprints in-process
