@@ -27,7 +27,7 @@ import stages.download
 import stages.oversample
 import stages.resize
 import stages.split
-from painter_id import archives
+from painter_id import archives, urls
 from painter_id.errors import PipelineError
 from painter_id.params import MlflowParams
 from painter_id.tracking import prepare_store
@@ -303,6 +303,15 @@ def test_url_password_comes_from_netrc_and_an_env_reference_is_one_line(tmp_path
     stages.download.main()
     assert len(read_rows(tmp_path / "data" / "raw" / "manifest.csv")) == 4
     assert password not in (tmp_path / "params.yaml").read_text()
+
+
+def test_a_broken_netrc_is_one_line_naming_it(tmp_path, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default\n  bogus s3cret-token\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(netrc))
+    with pytest.raises(PipelineError, match=rf"{netrc}: cannot read it \(NetrcParseError\); fix or remove") as caught:
+        urls.authorized_request("http://127.0.0.1:9/a.zip")
+    assert "s3cret" not in str(caught.value)
 
 
 # --- interruptions and unwritable outputs ---------------------------------------------
