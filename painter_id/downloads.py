@@ -30,7 +30,9 @@ def _url_errors(shown: str, timeout: float) -> Iterator[None]:
     try:
         yield
     except urllib.error.HTTPError as exc:
-        raise PipelineError(f"{shown}: the server answered HTTP {exc.code} {exc.reason}; check data.url") from None
+        # The login comes from ~/.netrc, where DVC's own check of the link finds it too (painter_id.urls).
+        hint = " and its login in ~/.netrc ($NETRC)" if exc.code in (401, 403) else ""
+        raise PipelineError(f"{shown}: the server answered HTTP {exc.code} {exc.reason}; check data.url{hint}") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
             reason = f"no answer within data.timeout={timeout} s"

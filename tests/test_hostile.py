@@ -296,7 +296,7 @@ def test_url_password_comes_from_netrc_and_an_env_reference_is_one_line(tmp_path
         stages.download.main()
     write_params(tmp_path, {"data": {"source": "url", "url": f"http://{host}/art.zip"}})
     monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
-    with pytest.raises(PipelineError, match=r"HTTP 401"):
+    with pytest.raises(PipelineError, match=r"HTTP 401 .*; check data\.url and its login in ~/\.netrc \(\$NETRC\)$"):
         stages.download.main()
     (tmp_path / "netrc").write_text(f"machine 127.0.0.1 login art password {password}\n", encoding="utf-8")
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
