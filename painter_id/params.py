@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import reprlib
 import types
 import typing
@@ -95,6 +96,13 @@ class DataParams:
                 raise PipelineError(
                     "params.yaml: data.source is 'url' but data.url is not an http(s) link; "
                     "set data.url to the address of a .zip or .tar.gz"
+                )
+            reference = re.search(r"\$\{[^}]*\}", self.url)
+            if reference:  # DVC checks the link itself (a dependency of download) and expands no variable
+                raise PipelineError(
+                    f"params.yaml: data.url holds {reference.group(0)}, which DVC cannot expand when it checks the "
+                    "link; write the link without credentials and put them in ~/.netrc (or the file $NETRC "
+                    "names): machine HOST login USER password PASSWORD"
                 )
         if self.source == "path" and (not self.path or self.path == STAND_IN):
             raise PipelineError(

@@ -5,15 +5,11 @@ from __future__ import annotations
 import base64
 import netrc
 import os
-import re
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from painter_id.errors import PipelineError
-
-ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
 
 def _host_port(parts: urllib.parse.SplitResult) -> str:
     """``host`` or ``host:port`` of a split URL: its netloc without user and password."""
@@ -25,17 +21,6 @@ def redact_url(url: str) -> str:
     """``url`` without user, password, query or fragment, safe to show in logs and errors."""
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parts.scheme, _host_port(parts), parts.path, "", ""))
-
-
-def check_no_env_reference(url: str) -> None:
-    """A one-line error when ``url`` holds a ``${NAME}``: DVC checks the link itself and cannot expand it."""
-    match = ENV_REFERENCE.search(url)
-    if match:
-        raise PipelineError(
-            f"params.yaml: data.url holds {match.group(0)}, which DVC cannot expand when it checks the link; "
-            "write the link without credentials and put them in ~/.netrc (or the file $NETRC names): "
-            "machine HOST login USER password PASSWORD"
-        )
 
 
 def has_password(url: str) -> bool:

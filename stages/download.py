@@ -31,7 +31,7 @@ from painter_id.layout import Layout, find_layout, nfc
 from painter_id.parallel import open_workers, worker_count
 from painter_id.params import DataParams, load_section
 from painter_id.runner import run_stage
-from painter_id.urls import check_no_env_reference, has_password, redact_url
+from painter_id.urls import has_password, redact_url
 from painter_id.workspace import user_path
 
 log = logging.getLogger(__name__)
@@ -301,7 +301,6 @@ def prepare_source(params: DataParams, work: Path) -> Path:
         return kaggle_download(params.kaggle_dataset, recorded_kaggle_version(params.kaggle_dataset))
     if params.source == "url":
         log.info("source: %s", redact_url(params.url))
-        check_no_env_reference(params.url)
         if has_password(params.url):
             log.warning("data.url holds a password, and DVC copies params and dependencies into dvc.lock: "
                         "remove it from the link and put it in ~/.netrc (machine HOST login USER password PASSWORD)")

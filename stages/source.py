@@ -27,7 +27,7 @@ from painter_id.errors import PipelineError
 from painter_id.images import sha256_file
 from painter_id.params import DataParams, load_section
 from painter_id.runner import run_stage
-from painter_id.urls import check_no_env_reference, redact_url
+from painter_id.urls import redact_url
 from painter_id.workspace import main_workspace, user_path
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,6 @@ def path_kind(params: DataParams) -> dict:
 def url_fingerprint(params: DataParams) -> dict:
     """What identifies the bytes at ``data.url`` now: the server's validators, or their SHA-256."""
     url = params.url
-    check_no_env_reference(url)
     validators = url_validators(url, params.timeout)
     if validators:
         log.info("source: %s (%s)", redact_url(url), ", ".join(f"{k} {v}" for k, v in validators.items()))

@@ -37,6 +37,8 @@ def test_project_params_file_is_valid_and_complete():
         ("data", {"source": "path"}, "data.path is empty"),
         ("data", {"source": "path", "path": "painter_id/synthetic.py"}, "data.path is empty (or still painter_id/synthetic.py"),
         ("data", {"source": "url", "url": "ftp://x"}, "http(s)"),
+        ("data", {"source": "url", "url": "https://art:${ART_TOKEN}@host/a.zip"},
+         "data.url holds ${ART_TOKEN}, which DVC cannot expand"),
         ("resize", {"mode": "squash"}, "pad, crop, stretch"),
         ("oversample", {"strategy": "smote"}, "min_count, match_largest, none"),
         ("model", {"pooled_layers": "conv_pw_11_relu"}, "model.pooled_layers is 'conv_pw_11_relu'; it must be a list"),
