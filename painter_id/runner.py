@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import errno
 import logging
 import os
 import signal
 import sys
+import threading
 from typing import Callable, NoReturn
 
 from painter_id.errors import PipelineError
@@ -43,7 +45,23 @@ def positive_int(text: str) -> int:
     return value
 
 
-def run_stage(name: str, main: Callable[[], None]) -> None:
+def leave(code: int) -> NoReturn:
+    """End the process with ``code`` as a normal exit would, minus the interpreter's teardown.
+
+    Threads are joined and the exit handlers run (temporary folders, logging, pools); what
+    is skipped is freeing every module and TensorFlow's native state, which takes about 3 s
+    per process on 2 cores, twice per experiment (train, evaluate), and changes no output.
+    """
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run_stage(name: str, main: Callable[[], None]) -> NoReturn:
     """Run a stage's ``main`` and turn expected failures into one line on stderr.
 
     Exit codes: 0 success, 2 a :class:`PipelineError`, 130 interrupted (SIGINT/SIGTERM).
@@ -56,10 +74,10 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         main()
     except PipelineError as exc:
         print(f"error: {name}: {exc}", file=sys.stderr)
-        sys.exit(2)
+        leave(2)
     except KeyboardInterrupt:
         print(f"error: {name}: interrupted; its previous outputs were left as they were, run it again", file=sys.stderr)
-        sys.exit(130)
+        leave(130)
     except OSError as exc:
         if exc.errno not in DISK_FULL:
             raise
@@ -67,4 +85,5 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         where = f" writing {exc.filename}" if exc.filename else ""
         print(f"error: {name}: no space left{where} ({exc.strerror}); free disk space (or raise the limit) and run "
               "it again; its previous outputs were left as they were", file=sys.stderr)
-        sys.exit(2)
+        leave(2)
+    leave(0)
