@@ -91,9 +91,53 @@ def data_identity(paths: Sequence[Path]) -> str:
     return hashlib.sha256("".join(sha256_file(p) for p in paths).encode("ascii")).hexdigest()
 
 
+def extractor_model(model: keras.Model) -> keras.Model:
+    """``model`` up to its pooled backbone output: pixels in, the head's input out."""
+    return keras.Model(model.inputs, model.get_layer(POOL_LAYER).output, name="features")
+
+
+def frozen_extractor(model: keras.Model) -> Optional[keras.Model]:
+    """The part of a saved model before its head, when it has this project's head and nothing before it trains.
+
+    Such a part is the same network in every run that froze the same backbone (a sweep over
+    head params), so its features of the same images can be cached; ``None`` otherwise
+    (a fine-tuned backbone, or another model's layout).
+    """
+    names = {layer.name for layer in model.layers}
+    if POOL_LAYER not in names or not names.issuperset(HEAD_LAYERS):
+        return None
+    extractor = extractor_model(model)
+    return None if extractor.trainable_weights else extractor
+
+
+def network_identity(network: keras.Model) -> str:
+    """The sha256 of a network's architecture and of every weight value.
+
+    Layer names are replaced by their position first: Keras numbers unnamed layers per
+    process (``input_layer``, ``input_layer_1``...), and the same network must hash the same
+    whichever process built it.
+    """
+    names = {layer.name: f"layer{i}" for i, layer in enumerate(network._flatten_layers(include_self=True))}
+    config = _renamed(json.loads(network.to_json()), names)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8"))
+    for weight in network.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{value.dtype}:{value.shape}".encode("utf-8"))
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def _renamed(value, names: dict[str, str]):
+    if isinstance(value, dict):
+        return {key: _renamed(item, names) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_renamed(item, names) for item in value]
+    return names.get(value, value) if isinstance(value, str) else value
+
+
 def compute_features(model: keras.Model, images: np.ndarray) -> np.ndarray:
     """The pooled backbone output (the head's input) of every row of ``images``, as float32."""
-    extractor = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output, name="features")
+    extractor = extractor_model(model)
     width = int(extractor.output.shape[-1])
     out = np.empty((len(images), width), dtype=np.float32)
     # One compiled function, fed batch by batch from the memory map: memory holds one batch of pixels.
@@ -151,3 +195,8 @@ def head_model(model: keras.Model) -> keras.Model:
     for name in HEAD_LAYERS:
         x = model.get_layer(name)(x)
     return keras.Model(inputs, x, name=f"{model.name}_head")
+
+
+def head_probs(model: keras.Model, features: np.ndarray) -> np.ndarray:
+    """``model``'s class probabilities from cached features: its own head, at inference (dropout off)."""
+    return np.asarray(head_model(model).predict(features, batch_size=FEATURE_BATCH * 4, verbose=0), dtype=np.float32)

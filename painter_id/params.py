@@ -271,8 +271,10 @@ class EvaluateParams:
     batch_size: int = 64
     misclassified: int = 12
     tta: str = "none"
+    feature_cache: str = "auto"
 
     def validate(self) -> None:
+        _check_choice("evaluate", "feature_cache", self.feature_cache, ["auto", "off"])
         _check_range("evaluate", "batch_size", self.batch_size, 1)
         _check_range("evaluate", "misclassified", self.misclassified, 0, 100)
         _check_choice("evaluate", "tta", self.tta, ["none", "flip", "flip_crops"])

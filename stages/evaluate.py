@@ -2,7 +2,10 @@
 
 Reads ``models/model.keras``, ``models/labels.json``, ``models/run.json``,
 ``data/resized/test.{npy,csv}`` and ``params.yaml:evaluate,mlflow`` (``evaluate.tta``
-averages the predictions over flipped and zoomed views, see :mod:`painter_id.tta`); writes
+averages the predictions over flipped and zoomed views, see :mod:`painter_id.tta`; with a
+frozen backbone, ``evaluate.feature_cache: auto`` computes the test split's backbone features
+once per network and reuses them, as train does, so a sweep over head params runs only the
+head here); writes
 ``metrics/eval.json``, ``metrics/per_artist.csv``, ``metrics/confusion.csv``,
 ``metrics/confusion.png`` and ``metrics/misclassified.png``, and logs the metrics and
 pictures into the MLflow run of the training. Also reads ``metrics/cv.json``: with
@@ -177,7 +180,7 @@ def write_no_test_outputs(metrics: dict) -> None:
 def score_test_split(params: EvaluateParams, test: resized.Split, labels: list[str]) -> dict:
     """Predict the test split, write the per-artist table and figures, and return its metrics."""
     # Imported here: TensorFlow starts only when there is a test split to predict (not for split.test_size 0).
-    from painter_id import tta
+    from painter_id import feature_cache, tta
 
     y_true = resized.encode(test.artists, labels, str(resized.table_path("test")))
     model = model_files.load_model()
@@ -187,7 +190,12 @@ def score_test_split(params: EvaluateParams, test: resized.Split, labels: list[s
                             f"{resized.array_path('test')} holds {test.images.shape[1:]}; {model_files.RETRAIN_HINT}")
     model_files.check_classes(model, labels)
     log.info("test-time augmentation: %s", params.tta)
-    probs = tta.predict_probs(model, test.images, params.batch_size, params.tta)
+    probs = None
+    if params.feature_cache == "auto":
+        data = feature_cache.data_identity([resized.array_path("test"), resized.table_path("test")])
+        probs = tta.cached_probs(model, test.images, params.tta, data)
+    if probs is None:
+        probs = tta.predict_probs(model, test.images, params.batch_size, params.tta)
     y_pred = probs.argmax(axis=1)
 
     metrics = score(y_true, probs)

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-from painter_id import feature_cache
-from stages import train
+from painter_id import feature_cache, model_files, resized, tta
+from stages import evaluate, train
 from painter_id.errors import PipelineError
 from painter_id.backbones import BACKBONES, build_backbone, freeze
 from painter_id.params import TrainParams, parse_section
@@ -95,6 +95,64 @@ def test_second_run_hits_the_cache_and_new_data_misses(tmp_path, monkeypatch, ca
     make_resized_dataset(tmp_path, seed=1)
     train.main()
     assert "feature cache miss" in caplog.text and len(cached_files(tmp_path)) == 2
+
+
+def test_evaluate_scores_a_frozen_backbone_from_cached_test_features(tmp_path, monkeypatch, caplog):
+    make_resized_dataset(tmp_path)
+    setup(tmp_path, monkeypatch, {"train": {"epochs": 1}, "evaluate": {"tta": "flip"}})
+    train.main()
+    trained = cached_files(tmp_path)
+    caplog.set_level(logging.INFO, logger="painter_id.feature_cache")
+    evaluate.main()
+    # One entry per view (the paintings and their mirror images), 9 test rows each.
+    views = sorted(set(cached_files(tmp_path)) - set(trained))
+    assert len(views) == 2 and caplog.text.count("feature cache miss: computing 9 rows") == 2
+    assert all(np.load(path).shape[0] == 9 for path in views)
+    model = model_files.load_model()
+    test = resized.load_split("test")
+    full = tta.predict_probs(model, test.images, 4, "flip")  # the whole network, no cache
+    cached = tta.cached_probs(model, test.images, "flip", "data", root=tmp_path / "elsewhere")
+    np.testing.assert_allclose(cached, full, atol=1e-5)
+    with open("metrics/confusion.csv", newline="", encoding="utf-8") as handle:
+        predicted = [row["predicted"] for row in csv.DictReader(handle)]
+    assert predicted == [model_files.read_labels()[i] for i in full.argmax(axis=1)]
+
+    # A head-only change retrains the head; evaluate reuses both views' features, untouched.
+    stamps = [path.stat().st_mtime_ns for path in views]
+    setup(tmp_path, monkeypatch, {"train": {"epochs": 2, "learning_rate": 0.05}, "evaluate": {"tta": "flip"}})
+    train.main()
+    caplog.clear()
+    evaluate.main()
+    assert caplog.text.count("feature cache hit") == 2 and "feature cache miss" not in caplog.text
+    assert [path.stat().st_mtime_ns for path in views] == stamps
+
+    # Another backbone initialisation is another network: computed again, never served stale.
+    setup(tmp_path, monkeypatch, {"train": {"epochs": 1, "seed": 7}, "evaluate": {"tta": "none"}})
+    train.main()
+    caplog.clear()
+    evaluate.main()
+    assert "feature cache miss: computing 9 rows" in caplog.text and "feature cache hit" not in caplog.text
+
+
+def test_a_trained_backbone_or_flip_crops_is_predicted_whole():
+    size = 32
+    backbone = build_backbone(BACKBONES["MobileNet"], size, None, alpha=0.25)
+    inputs = keras.Input((size, size, 3))
+    pooled = keras.layers.GlobalAveragePooling2D(name=feature_cache.POOL_LAYER)(backbone(inputs))
+    x = keras.layers.Dropout(0.0, name="dropout")(pooled)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="artist")(x))
+    images = np.zeros((2, size, size, 3), np.uint8)
+    # Fine-tuned (layers still trainable): its features are its own, nothing to reuse.
+    assert feature_cache.frozen_extractor(model) is None
+    assert tta.cached_probs(model, images, "none", "data") is None
+    freeze(backbone, "all")
+    assert feature_cache.frozen_extractor(model) is not None
+    assert tta.cached_probs(model, images, "flip_crops", "data") is None
+    # The identity follows the weights: one changed value is another network.
+    before = feature_cache.network_identity(feature_cache.extractor_model(model))
+    kernel = backbone.weights[0]
+    kernel.assign(kernel + 1e-3)
+    assert feature_cache.network_identity(feature_cache.extractor_model(model)) != before
 
 
 @pytest.mark.parametrize("mode, frozen, flip, reason", [
