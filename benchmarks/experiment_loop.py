@@ -117,7 +117,9 @@ def queued_sweep(project: Path, env: dict, points: int) -> dict:
     start = time.perf_counter()
     for l2, pooled in grid:
         dvc(project, "exp", "run", "--queue", "-S", f"model.l2={l2}", "-S", f"model.pooled_layers={pooled}", env=env)
-    dvc(project, "queue", "start", env=env)
+    # The queue worker inherits the command's output pipes, so `queue start` returns only once
+    # the queue is empty: give it the sweep's time, not the helper's 15 minutes.
+    run([sys.executable, "-m", "dvc", "queue", "start"], project, env=env, timeout=3600)
     status = wait_for_queue(project, env=env, timeout=3600)
     seconds = time.perf_counter() - start
     return {"points": len(grid), "grid": [{"model.l2": l, "model.pooled_layers": p} for l, p in grid],
