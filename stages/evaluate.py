@@ -180,7 +180,7 @@ def write_no_test_outputs(metrics: dict) -> None:
 def score_test_split(params: EvaluateParams, test: resized.Split, labels: list[str]) -> dict:
     """Predict the test split, write the per-artist table and figures, and return its metrics."""
     # Imported here: TensorFlow starts only when there is a test split to predict (not for split.test_size 0).
-    from painter_id import feature_cache, tta
+    from painter_id import tta
 
     y_true = resized.encode(test.artists, labels, str(resized.table_path("test")))
     model = model_files.load_model()
@@ -192,8 +192,8 @@ def score_test_split(params: EvaluateParams, test: resized.Split, labels: list[s
     log.info("test-time augmentation: %s", params.tta)
     probs = None
     if params.feature_cache == "auto":
-        data = feature_cache.data_identity([resized.array_path("test"), resized.table_path("test")])
-        probs = tta.cached_probs(model, test.images, params.tta, data)
+        sources = [resized.array_path("test"), resized.table_path("test")]
+        probs = tta.cached_probs(model, test.images, params.tta, sources)
     if probs is None:
         probs = tta.predict_probs(model, test.images, params.batch_size, params.tta)
     y_pred = probs.argmax(axis=1)

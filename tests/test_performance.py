@@ -111,7 +111,8 @@ def test_evaluate_scores_a_frozen_backbone_from_cached_test_features(tmp_path, m
     model = model_files.load_model()
     test = resized.load_split("test")
     full = tta.predict_probs(model, test.images, 4, "flip")  # the whole network, no cache
-    cached = tta.cached_probs(model, test.images, "flip", "data", root=tmp_path / "elsewhere")
+    sources = [resized.array_path("test"), resized.table_path("test")]
+    cached = tta.cached_probs(model, test.images, "flip", sources, root=tmp_path / "elsewhere")
     np.testing.assert_allclose(cached, full, atol=1e-5)
     with open("metrics/confusion.csv", newline="", encoding="utf-8") as handle:
         predicted = [row["predicted"] for row in csv.DictReader(handle)]
@@ -144,10 +145,10 @@ def test_a_trained_backbone_or_flip_crops_is_predicted_whole():
     images = np.zeros((2, size, size, 3), np.uint8)
     # Fine-tuned (layers still trainable): its features are its own, nothing to reuse.
     assert feature_cache.frozen_extractor(model) is None
-    assert tta.cached_probs(model, images, "none", "data") is None
+    assert tta.cached_probs(model, images, "none", []) is None
     freeze(backbone, "all")
     assert feature_cache.frozen_extractor(model) is not None
-    assert tta.cached_probs(model, images, "flip_crops", "data") is None
+    assert tta.cached_probs(model, images, "flip_crops", []) is None
     # The identity follows the weights: one changed value is another network.
     before = feature_cache.network_identity(feature_cache.extractor_model(model))
     kernel = backbone.weights[0]
