@@ -160,10 +160,13 @@ def private_web(tmp_path):
         yield root, f"127.0.0.1:{server.server_port}", password
 
 
-# The longest files first, so the two xdist workers (pyproject's addopts) finish together
-# instead of one running a long file alone at the end.
-LONGEST_FIRST = ("test_backbones.py", "test_team.py", "test_workflow.py", "test_multi_worker.py", "test_train.py",
-                 "test_performance.py", "test_hostile.py")
+# The longest files first (measured: each of the first three takes minutes of one worker), so the
+# two xdist workers finish together instead of one running a long file alone at the end. pyproject
+# passes --no-loadscope-reorder: xdist's own order (most tests first) would put test_workflow and
+# test_team, few tests but minutes of fixtures, last.
+LONGEST_FIRST = ("test_workflow.py", "test_backbones.py", "test_team.py", "test_performance.py", "test_train.py",
+                 "test_hostile.py", "test_multi_worker.py", "test_source.py", "test_mlflow_model.py",
+                 "test_tracking.py", "test_crossval.py", "test_pipeline.py")
 
 
 def pytest_collection_modifyitems(items: list) -> None:
