@@ -10,6 +10,10 @@
 3. **A queued sweep** over head params on the cached features (``model.l2`` x
    ``model.pooled_layers``, ``--sweep-points`` of them): ``dvc exp run --queue`` for each, then
    ``dvc queue start`` until the queue is empty.
+4. **The floor** (``--floor-only`` runs just this): the same seven stages as a ``dvc.yaml`` whose
+   commands only import what each stage needs and do no work, under ``dvc repro``; and
+   ``import tensorflow, keras, mlflow`` alone in a fresh process. No pipeline of this shape,
+   one process per stage, can end sooner on the machine.
 
 Needs ``../shared/artworks-sample`` and the MobileNet weights file. Adds an
 ``experiment_loop`` entry to ``benchmarks/results.json`` (the other entries stay) with the
@@ -127,6 +131,38 @@ def queued_sweep(project: Path, env: dict, points: int) -> dict:
             "succeeded": status.count("Success"), "failed": status.count("Failed")}
 
 
+# What each stage has to import before doing anything: train and evaluate run a Keras model
+# (evaluate on a fresh workspace runs the backbone over the test split) and log to MLflow.
+FLOOR_IMPORTS = {"source": "numpy, PIL.Image", "download": "numpy, PIL.Image",
+                 "split": "numpy, PIL.Image, sklearn.model_selection", "oversample": "numpy, PIL.Image",
+                 "resize": "numpy, PIL.Image", "train": "tensorflow, keras, mlflow",
+                 "evaluate": "tensorflow, keras, mlflow, sklearn.metrics"}
+
+
+def import_floor(work: Path, repeats: int = 2) -> dict:
+    """Seconds of ``dvc repro`` for the seven stages doing nothing but their imports, and of one TF import."""
+    repo = work / "floor"
+    repo.mkdir()
+    run(["git", "init", "-q"], repo)
+    dvc(repo, "init", "-q")
+    stages, previous = {}, None
+    for stage in STAGES:
+        code = f"import {FLOOR_IMPORTS[stage]}; open('{stage}.done', 'w').write('1')"
+        stages[stage] = {"cmd": f'{sys.executable} -c "{code}"', "outs": [f"{stage}.done"],
+                         **({"deps": [previous]} if previous else {})}
+        previous = f"{stage}.done"
+    (repo / "dvc.yaml").write_text(json.dumps({"stages": stages}, indent=2), encoding="utf-8")
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    repro = []
+    for _ in range(repeats):
+        for leftover in [*repo.glob("*.done"), repo / "dvc.lock"]:
+            leftover.unlink(missing_ok=True)
+        repro.append(round(timed(lambda: dvc(repo, "repro", "-q", "--no-run-cache", env=env)), 1))
+    one = [round(timed(lambda: run([sys.executable, "-c", f"import {FLOOR_IMPORTS['train']}"], repo, env=env)), 1)
+           for _ in range(repeats)]
+    return {"imports": FLOOR_IMPORTS, "dvc_repro_s": repro, "import_tensorflow_keras_mlflow_s": one}
+
+
 def measure(work: Path, sweep_points: int) -> dict:
     """Load average, then the pipeline (L-BFGS and mini-batch head), the notebook recipe, the sweep."""
     load_before = os.getloadavg()
@@ -151,6 +187,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep-points", type=int, default=20, help="queued head experiments (0: no sweep)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="results.json to add the entry to")
+    parser.add_argument("--floor-only", action="store_true", help="measure only the floor (about a minute)")
     return parser.parse_args(argv)
 
 
@@ -160,8 +197,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
     if not (SAMPLE / "artists.csv").exists() or not MOBILENET_WEIGHTS.exists():
         sys.exit(f"needs {SAMPLE} and {MOBILENET_WEIGHTS}")
     with tempfile.TemporaryDirectory(prefix="painter-loop-") as folder:
-        result = measure(Path(folder), args.sweep_points)
+        floor = import_floor(Path(folder))
+        log.info("floor: %s", floor)
+        result = {} if args.floor_only else measure(Path(folder), args.sweep_points)
     results = json.loads(args.output.read_text()) if args.output.exists() else {}
+    if args.floor_only:
+        result = results.get("experiment_loop", {})
+    result["floor"] = {**floor, "measured_with_load_average": [round(v, 1) for v in os.getloadavg()]}
     results["experiment_loop"] = result
     args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
