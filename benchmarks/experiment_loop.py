@@ -194,15 +194,14 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if not (SAMPLE / "artists.csv").exists() or not MOBILENET_WEIGHTS.exists():
+    # The floor needs neither: it runs no painting through anything.
+    if not args.floor_only and (not (SAMPLE / "artists.csv").exists() or not MOBILENET_WEIGHTS.exists()):
         sys.exit(f"needs {SAMPLE} and {MOBILENET_WEIGHTS}")
+    results = json.loads(args.output.read_text()) if args.output.exists() else {}
     with tempfile.TemporaryDirectory(prefix="painter-loop-") as folder:
         floor = import_floor(Path(folder))
         log.info("floor: %s", floor)
-        result = {} if args.floor_only else measure(Path(folder), args.sweep_points)
-    results = json.loads(args.output.read_text()) if args.output.exists() else {}
-    if args.floor_only:
-        result = results.get("experiment_loop", {})
+        result = results.get("experiment_loop", {}) if args.floor_only else measure(Path(folder), args.sweep_points)
     result["floor"] = {**floor, "measured_with_load_average": [round(v, 1) for v in os.getloadavg()]}
     results["experiment_loop"] = result
     args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
