@@ -1,0 +1,68 @@
+"""Worker processes for the image-heavy stages: one pool helper, one policy for how many workers.
+
+Workers are started with ``spawn``: a forked copy of a process that already runs threads
+(TensorFlow, tests) can hang, and spawned workers start clean in this process's folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from dataclasses import dataclass
+from multiprocessing.pool import Pool
+from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
+
+from tqdm import tqdm
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+# Below this many jobs per worker, starting a process costs more than it saves.
+JOBS_PER_WORKER = 64
+# More processes than this only add memory and start-up time: decoding is bound by disk and memory too.
+MAX_WORKERS = 8
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity, not the machine's total)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worker_count(jobs: int, requested: int = 0) -> int:
+    """How many worker processes ``jobs`` jobs get.
+
+    ``requested`` (``runtime.workers``) is honoured up to one worker per job;
+    0 means automatic: every available core up to :data:`MAX_WORKERS`, and no more than one
+    worker per :data:`JOBS_PER_WORKER` jobs. Always at least 1 (1 means: no pool, this process).
+    """
+    if requested:
+        return max(1, min(requested, jobs))
+    return max(1, min(available_cores(), MAX_WORKERS, jobs // JOBS_PER_WORKER))
+
+
+@dataclass
+class Workers:
+    """A pool of ``size`` processes, or this process alone when ``size`` is 1."""
+
+    size: int
+    pool: Optional[Pool] = None
+
+    def map(self, fn: Callable[[Job], Result], jobs: Sequence[Job], desc: str, unit: str = "img") -> Iterator[Result]:
+        """``fn`` over ``jobs``, results in the jobs' order as they arrive, with a progress bar."""
+        if self.pool is None:
+            results: Iterable[Result] = map(fn, jobs)
+        else:
+            chunk = max(1, min(64, len(jobs) // (4 * self.size)))
+            results = self.pool.imap(fn, jobs, chunksize=chunk)
+        yield from tqdm(results, total=len(jobs), desc=desc, unit=unit)
+
+
+@contextlib.contextmanager
+def open_workers(size: int) -> Iterator[Workers]:
+    """``size`` spawned worker processes for the block (none when ``size`` is 1), closed after it."""
+    if size < 2:
+        yield Workers(1)
+        return
+    with multiprocessing.get_context("spawn").Pool(size) as pool:
+        yield Workers(size, pool)

@@ -1,0 +1,89 @@
+"""The runner every stage's and command's ``__main__`` goes through: logging, signals, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import signal
+import sys
+from typing import Callable, NoReturn
+
+from painter_id.core.compat import exit_now, finish_threads
+from painter_id.core.errors import PipelineError
+
+# A full disk, a full quota, or a file-size limit (ulimit -f): the user must free space.
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+# How long a finished stage waits for threads a library left running before it ends anyway.
+EXIT_WAIT_S = 60
+
+
+def _raise_interrupt(signum, frame) -> NoReturn:
+    # Turning SIGTERM into KeyboardInterrupt lets the same ``finally`` blocks that clean
+    # up after Ctrl-C remove temporary outputs when DVC or a scheduler kills the stage.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def configure_logging() -> None:
+    """Log ``INFO`` and up to stderr in a compact format (``STAGES_LOG_LEVEL`` overrides)."""
+    level = os.environ.get("STAGES_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of 1 or more (``--limit``, ``--top-k``, ``--batch-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with ``code`` once its work is done, as a normal exit would but bounded and faster.
+
+    Other threads get :data:`EXIT_WAIT_S` seconds to finish (a thread pool is told to stop
+    first, as at a normal exit); one that is still running then is named in a warning and
+    the process ends anyway, so a finished stage never hangs. The exit handlers run; what is
+    skipped is TensorFlow's teardown (seconds, no output; :func:`painter_id.core.compat.exit_now`).
+    """
+    left = finish_threads(EXIT_WAIT_S)
+    if left:
+        logging.getLogger(__name__).warning("threads still running after %d s at exit, ended with the process: %s",
+                                            EXIT_WAIT_S, ", ".join(left))
+    exit_now(code)
+
+
+def run_stage(name: str, main: Callable[[], None]) -> NoReturn:
+    """Run a stage's ``main`` and turn expected failures into one line on stderr.
+
+    Exit codes: 0 success, 2 a :class:`PipelineError`, 130 interrupted (SIGINT/SIGTERM).
+    Outputs are written to temporary paths and renamed into place, so an interrupted
+    stage leaves its previous outputs as they were.
+    """
+    configure_logging()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        main()
+    except PipelineError as exc:
+        print(f"error: {name}: {exc}", file=sys.stderr)
+        leave(2)
+    except KeyboardInterrupt:
+        print(f"error: {name}: interrupted; its previous outputs were left as they were, run it again", file=sys.stderr)
+        leave(130)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        # Every output is written to a temporary path and renamed, so the previous ones are intact.
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"error: {name}: no space left{where} ({exc.strerror}); free disk space (or raise the limit) and run "
+              "it again; its previous outputs were left as they were", file=sys.stderr)
+        leave(2)
+    leave(0)
