@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Optional
 
 from benchmarks.run import MOBILENET_WEIGHTS, RESULTS, SAMPLE, machine, timed, versions
-from tests.project import dvc, make_project, run, wait_for_queue
+from testkit.project import dvc, make_project, run, wait_for_queue
 
 log = logging.getLogger("benchmarks.experiment_loop")
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from PIL import Image
 
 from benchmarks.run import SAMPLE, plain_pil_loop, spread
-from painter_id.images import sha256_file
-from painter_id.parallel import open_workers
-from painter_id.params import ResizeParams
-from stages.resize import resize_to_npy
+from painter_id.core.parallel import open_workers
+from painter_id.core.params import ResizeParams
+from painter_id.data.images import sha256_file
+from painter_id.data.resized import resize_to_npy
 
 
 def large_copies(count: int, width: int, height: int, work: Path) -> list[str]:
@@ -58,7 +58,7 @@ def main() -> None:
             plain_pil_loop(paths, args.size)
             rates["plain_loop"].append(len(paths) / (time.perf_counter() - start))
             for workers, key in ((1, "stage_1_process"), (2, "stage_2_processes")):
-                params = ResizeParams(image_size=args.size, mode="pad", workers=workers)
+                params = ResizeParams(image_size=args.size, mode="pad")
                 with open_workers(workers) as pool:
                     start = time.perf_counter()
                     resize_to_npy(files, work / "out.npy", params, pool, key)

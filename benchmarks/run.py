@@ -36,7 +36,8 @@ import numpy as np
 import psutil
 from PIL import Image, ImageOps
 
-from tests.project import make_project, run, write_params
+from painter_id.model import network, training
+from testkit.project import make_project, run, stage_main, write_params
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -103,7 +104,7 @@ def source_images(work: Path, cfg: Config) -> tuple[list[tuple[str, str]], str]:
     if (SAMPLE / "images").is_dir():
         root, origin = SAMPLE / "images", f"{SAMPLE.name} (real paintings, 224 px)"
     else:
-        from painter_id.synthetic import generate
+        from painter_id.sources.synthetic import generate
 
         root = generate(work / "synthetic", n_artists=10, n_images=max(100, cfg.images or 400)) / "images" / "images"
         origin = "synthetic generator"
@@ -124,16 +125,16 @@ def write_table(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 def resized_project(root: Path, pairs: list[tuple[str, str]], size: int) -> Path:
     """A project folder whose ``data/resized/train.{npy,csv}`` holds ``pairs`` at ``size`` px."""
-    from painter_id import resized
-    from painter_id.images import sha256_file
-    from painter_id.parallel import Workers
-    from painter_id.params import ResizeParams
-    from stages.resize import resize_to_npy
+    from painter_id.core.parallel import Workers
+    from painter_id.core.params import ResizeParams
+    from painter_id.data import resized
+    from painter_id.data.images import sha256_file
+    from painter_id.data.resized import resize_to_npy
 
     out = root / resized.RESIZED_DIR
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
-        resize_to_npy([(p, sha256_file(p)) for p, _ in pairs], resized.array_path(split, out), ResizeParams(image_size=size, workers=1),
+        resize_to_npy([(p, sha256_file(p)) for p, _ in pairs], resized.array_path(split, out), ResizeParams(image_size=size),
                       Workers(1), split)
         write_table(resized.table_path(split, out), ["path", "artist", "source"], [[p, a, ""] for p, a in pairs])
     resized.write_format(out, size, "pad")
@@ -149,14 +150,14 @@ def plain_pil_loop(paths: list[str], size: int) -> np.ndarray:
 
 
 def bench_resize(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
-    from painter_id.images import sha256_file
-    from painter_id.parallel import Workers, open_workers, worker_count
-    from painter_id.params import ResizeParams
-    from stages.resize import resize_to_npy
+    from painter_id.core.parallel import Workers, open_workers, worker_count
+    from painter_id.core.params import ResizeParams
+    from painter_id.data.images import sha256_file
+    from painter_id.data.resized import resize_to_npy
 
     paths = [(p, sha256_file(p)) for p, _ in pairs] * cfg.resize_passes
-    params = ResizeParams(image_size=cfg.resize_size, workers=0)
-    workers = worker_count(len(paths), params.workers)
+    params = ResizeParams(image_size=cfg.resize_size)
+    workers = worker_count(len(paths))
     dest = work / "resize.npy"
 
     def stage() -> None:
@@ -181,8 +182,8 @@ TRAIN_MODEL = {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_
 
 
 def train_rows(project: Path) -> tuple[int, int]:
-    from painter_id import resized
-    from painter_id.params import load_section
+    from painter_id.core.params import load_section
+    from painter_id.data import resized
 
     with chdir(project):
         data = resized.load_split("train")
@@ -194,12 +195,11 @@ def run_train_stage(project: Path, overrides: dict) -> dict:
     """Run the train stage in this process; returns metrics/train.json."""
     import keras
 
-    from stages import train
 
     write_params(project, overrides)
     with chdir(project):
         try:
-            train.main()
+            stage_main("train")
         finally:
             keras.mixed_precision.set_global_policy("float32")
         return json.loads(Path("metrics/train.json").read_text(encoding="utf-8"))
@@ -210,9 +210,9 @@ def plain_fit(project: Path, overrides: dict) -> float:
     import keras
     import tensorflow as tf
 
-    from painter_id import resized
-    from painter_id.backbones import get_backbone
-    from painter_id.params import load_all
+    from painter_id.core.params import load_all
+    from painter_id.data import resized
+    from painter_id.model.backbones import get_backbone
 
     write_params(project, overrides)
     with chdir(project):
@@ -222,14 +222,14 @@ def plain_fit(project: Path, overrides: dict) -> float:
         y = resized.encode(data.artists, labels, "train.csv")
         train_idx, val_idx = resized.validation_split(data, params.train.validation_split, params.train.seed)
         keras.utils.set_random_seed(params.train.seed)
-        model, _, _ = train.build_model(get_backbone(params.model.backbone), data.size, len(labels),
+        model, _, _ = network.build_model(get_backbone(params.model.backbone), data.size, len(labels),
                                         params.model, params.train)
-        model.compile(optimizer=train.make_optimizer(params.train), loss="sparse_categorical_crossentropy",
+        model.compile(optimizer=training.make_optimizer(params.train), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
         x, xv = tf.constant(np.asarray(data.images[train_idx])), tf.constant(np.asarray(data.images[val_idx]))
         return timed(lambda: model.fit(x, tf.constant(y[train_idx]), batch_size=params.train.batch_size,
                                        epochs=params.train.epochs, validation_data=(xv, tf.constant(y[val_idx])),
-                                       class_weight=train.class_weights(y[train_idx], len(labels), "balanced"),
+                                       class_weight=training.class_weights(y[train_idx], len(labels), "balanced"),
                                        verbose=0))
 
 

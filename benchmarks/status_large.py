@@ -26,7 +26,7 @@ import yaml
 from PIL import Image
 
 from benchmarks.run import spread
-from tests.project import dvc, make_project, run
+from testkit.project import dvc, make_project, run
 
 ARTISTS = 50
 

@@ -2,7 +2,7 @@
 
 Research benchmark for issue #18 item 3. It loads the 431 sample paintings of
 ``../shared/artworks-sample`` with the pipeline's own image code
-(:func:`painter_id.images.load_square`, mode ``pad``), runs frozen MobileNet (alpha 0.25,
+(:func:`painter_id.data.images.load_square`, mode ``pad``), runs frozen MobileNet (alpha 0.25,
 ImageNet weights) over them once per image size, and keeps per layer the average-pooled map
 (the pipeline's ``pool``) and its uncentred Gram matrix (second moments of the channels, as in
 neural style transfer). Every candidate feature set is built from those cached statistics and
@@ -66,7 +66,7 @@ def extractor(size: int):
     """Pixels -> per layer of ``LAYERS``: (average-pooled map, Gram matrix / positions), MobileNet 0.25 frozen."""
     import keras
 
-    from painter_id.backbones import Preprocess, build_backbone, get_backbone, with_pooled_layers
+    from painter_id.model.backbones import Preprocess, build_backbone, get_backbone, with_pooled_layers
 
     entry = get_backbone("MobileNet")
     backbone = build_backbone(entry, size, str(WEIGHTS), 0.25)
@@ -90,7 +90,7 @@ def backbone_stats(paths: list[Path], size: int, flip: bool = False, batch: int 
     if path.is_file():
         with np.load(path) as stored:
             return dict(stored)
-    from painter_id.images import load_square
+    from painter_id.data.images import load_square
 
     start = time.perf_counter()
     model = extractor(size)

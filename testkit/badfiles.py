@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.conftest import painting
+from testkit.images import painting
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 GRAY, ORANGE = (128, 128, 128), (200, 100, 0)
@@ -38,6 +38,7 @@ ROTATED = "rotated.jpg"
 BROKEN_IMAGES = {"zero.jpg": "empty file", "truncated.jpg": "corrupt or truncated", "text.jpg": "not an image"}
 BOMB = "bomb.png"
 DURER_NFD = unicodedata.normalize("NFD", "Albrecht_Dürer")
+DURER_NFC = unicodedata.normalize("NFC", DURER_NFD)
 
 
 def halves(left, right, size=(SIDE, SIDE), mode="RGB") -> Image.Image:

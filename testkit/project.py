@@ -5,6 +5,7 @@ No pytest here and no side effects on import, so ``benchmarks/`` can use it too.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -15,6 +16,10 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Real material beside the repository (in CI too); a user's clone has none.
+SHARED = REPO_ROOT.parent / "shared"
+SAMPLE = SHARED / "artworks-sample"
+MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
 
 
 def write_params(root: Path, overrides: dict[str, dict]) -> Path:
@@ -50,7 +55,7 @@ def dvc(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> s
     return run([sys.executable, "-m", "dvc", *args], cwd, check=check, env=env)
 
 
-PROJECT_FILES = ["stages", "painter_id", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
+PROJECT_FILES = ["stages", "painter_id", "sources", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
 
 
 def make_project(dest: Path, overrides: dict[str, dict] | None = None) -> Path:
@@ -83,3 +88,57 @@ def wait_for_queue(project: Path, env: dict | None = None, timeout: float = 600)
             return status
         time.sleep(3)
     raise AssertionError(f"queue still busy after {timeout} s:\n{status}")
+
+
+# The stages of dvc.yaml in pipeline order, the always-changed source stage aside.
+STAGES = ("download", "split", "oversample", "resize", "train", "evaluate")
+# A tiny training: the small CNN, two epochs.
+TINY = {"model": {"backbone": "simple_cnn", "weights": None, "frozen_layers": 0},
+        "train": {"epochs": 2, "batch_size": 8}}
+# A frozen backbone: MobileNet (random weights, alpha 0.25) frozen whole, its head trained.
+FROZEN = {"model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_layers": "all", "dropout": 0.3},
+          "train": {"epochs": 3, "batch_size": 8, "flip": False, "learning_rate": 0.01}}
+
+
+def setup_project(root: Path, monkeypatch, overrides: dict, base: dict = TINY) -> Path:
+    """Make ``root`` the project dir (cwd) with ``base`` params updated by ``overrides`` and its own MLflow store.
+
+    Returns the store's database path. ``monkeypatch`` (pytest's) undoes the directory and
+    environment changes after the test.
+    """
+    monkeypatch.chdir(root)
+    for name in ("DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        monkeypatch.delenv(name, raising=False)
+    db = root / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    write_params(root, {section: {**base.get(section, {}), **overrides.get(section, {})}
+                        for section in {*base, *overrides}})
+    return db
+
+
+def setup_frozen(root: Path, monkeypatch, overrides: dict) -> Path:
+    """:func:`setup_project` with the frozen-backbone defaults (:data:`FROZEN`)."""
+    return setup_project(root, monkeypatch, overrides, FROZEN)
+
+
+def cached_files(root: Path) -> list[Path]:
+    """The frozen-feature cache's entries under the project ``root``."""
+    return sorted((root / ".cache" / "features").glob("*.npy"))
+
+
+def stage_main(name: str) -> None:
+    """Run stage ``name`` in this process, in the current directory: its ``main()``, as ``python -m`` runs it.
+
+    What a stage does, not how (its functions are not a library): the test needs no
+    interpreter and TensorFlow start-up per run, and a stage's error arrives as the exception
+    its runner would turn into a one-line message.
+    """
+    importlib.import_module(f"stages.{name}").main()
+
+
+def download(project: Path, monkeypatch, **data) -> Path:
+    """Run the download stage in-process in ``project`` with ``data`` params; return data/raw."""
+    write_params(project, {"data": data})
+    monkeypatch.chdir(project)
+    stage_main("download")
+    return project / "data" / "raw"

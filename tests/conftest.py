@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import csv
-import functools
 import json
 import os
 import secrets
-import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-SAMPLE = SHARED / "artworks-sample"
-MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+from painter_id.cli import register
+from testkit.images import make_raw_dataset, make_resized_dataset
+from testkit.project import MOBILENET_WEIGHTS, SAMPLE, run, setup_project, stage_main
+from testkit.web import AuthHandler, serve_folder
 
 # Keep TensorFlow quiet and on the CPU in every test process, including subprocesses.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,65 +38,10 @@ def mobilenet_weights() -> Path:
     return MOBILENET_WEIGHTS
 
 
-def painting(rng: np.random.Generator, hue: int, size=(48, 40)) -> Image.Image:
-    """A small random image whose colours lean towards ``hue`` (0..2), so classes differ."""
-    arr = rng.integers(0, 120, size=(size[1], size[0], 3), dtype=np.uint8)
-    arr[..., hue % 3] = np.clip(arr[..., hue % 3].astype(int) + 120, 0, 255).astype(np.uint8)
-    return Image.fromarray(arr, "RGB")
-
-
-def make_raw_dataset(root: Path, counts: dict[str, int], seed: int = 0, size=(48, 40)) -> Path:
-    """Write ``root/data/raw`` as the download stage does: images/<Folder>/, artists.csv, manifest.csv."""
-    from painter_id.images import sha256_file
-
-    rng = np.random.default_rng(seed)
-    raw = root / "data" / "raw"
-    rows = []
-    for index, (artist, count) in enumerate(counts.items()):
-        folder = artist.replace(" ", "_")
-        (raw / "images" / folder).mkdir(parents=True, exist_ok=True)
-        for n in range(count):
-            rel = f"images/{folder}/{folder}_{n + 1}.jpg"
-            painting(rng, index, size).save(raw / rel, quality=90)
-            rows.append([rel, artist, sha256_file(raw / rel), size[0], size[1], "RGB"])
-    with open(raw / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "artist", "sha256", "width", "height", "mode"])
-        writer.writerows(rows)
-    with open(raw / "artists.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "name", "paintings"])
-        for index, (artist, count) in enumerate(counts.items()):
-            writer.writerow([index, artist, count])
-    (raw / "rejected.csv").write_text("path,reason\n", encoding="utf-8")
-    return raw
-
-
 @pytest.fixture
 def raw_dataset(tmp_path: Path) -> Path:
     """``tmp_path/data/raw`` with three artists of 30, 12 and 6 small JPEGs."""
     return make_raw_dataset(tmp_path, {"Claude Monet": 30, "Albrecht Dürer": 12, "Titian": 6})
-
-
-def make_resized_dataset(root: Path, artists=("Ann", "Bob", "Cy"), n_train=24, n_test=9, size=32, seed=0,
-                         mode: str = "pad") -> Path:
-    """Write ``root/data/resized`` as the resize stage does: {train,test}.npy + .csv in the same order, format.json."""
-    rng = np.random.default_rng(seed)
-    out = root / "data" / "resized"
-    out.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("test", n_test)):
-        labels = [artists[i % len(artists)] for i in range(n)]
-        images = np.stack(
-            [np.asarray(painting(rng, artists.index(a), (size, size)), dtype=np.uint8) for a in labels]
-        )
-        np.save(out / f"{split}.npy", images)
-        with open(out / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "artist", "source"])
-            for i, artist in enumerate(labels):
-                writer.writerow([f"data/raw/images/{artist}/{artist}_{i}.jpg", artist, ""])
-    (out / "format.json").write_text(json.dumps({"size": size, "mode": mode}), encoding="utf-8")
-    return out
 
 
 @pytest.fixture
@@ -111,42 +50,13 @@ def resized_dataset(tmp_path: Path) -> Path:
     return make_resized_dataset(tmp_path)
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    """Serves a folder without logging every request to stderr."""
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve_folder(root: Path, handler: type[SimpleHTTPRequestHandler] = QuietHandler) -> Iterator[ThreadingHTTPServer]:
-    """A local HTTP server (127.0.0.1, free port, from a thread) serving ``root`` while the block runs."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class AuthHandler(QuietHandler):
-    """Serves files only with the Basic credentials in ``self.server.expected``, else 401."""
-
-    def allowed(self) -> bool:
-        if self.headers.get("Authorization") == self.server.expected:
-            return True
-        self.send_error(401)
-        return False
-
-    def do_GET(self) -> None:
-        if self.allowed():
-            super().do_GET()
-
-    def do_HEAD(self) -> None:
-        if self.allowed():
-            super().do_HEAD()
+@pytest.fixture
+def web(tmp_path):
+    """A local HTTP server (127.0.0.1, from a thread) serving ``tmp_path/www``; yields (folder, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    with serve_folder(root) as server:
+        yield root, f"http://127.0.0.1:{server.server_port}"
 
 
 @pytest.fixture
@@ -164,9 +74,9 @@ def private_web(tmp_path):
 # two xdist workers finish together instead of one running a long file alone at the end. pyproject
 # passes --no-loadscope-reorder: xdist's own order (most tests first) would put test_workflow and
 # test_team, few tests but minutes of fixtures, last.
-LONGEST_FIRST = ("test_workflow.py", "test_backbones.py", "test_team.py", "test_performance.py", "test_train.py",
-                 "test_hostile.py", "test_multi_worker.py", "test_source.py", "test_mlflow_model.py",
-                 "test_tracking.py", "test_crossval.py", "test_pipeline.py")
+LONGEST_FIRST = ("test_workflow.py", "test_backbones.py", "test_team_servers.py", "test_feature_cache.py",
+                 "test_training.py", "test_bad_input.py", "test_distribute.py", "test_source_changes.py",
+                 "test_mlflow_model.py", "test_serving.py", "test_store.py", "test_crossval.py", "test_data_stages.py")
 
 
 def pytest_collection_modifyitems(items: list) -> None:
@@ -178,6 +88,40 @@ def pytest_collection_modifyitems(items: list) -> None:
     items.sort(key=rank)
 
 
-# Re-exported so test modules keep importing them from here.
-from tests.project import (PROJECT_FILES, dvc, make_project, run, run_stage, wait_for_queue,  # noqa: E402,F401
-                           write_params)
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict:
+    """A git project whose run was trained (with its MLflow Model), evaluated and registered as ``@champion``."""
+    root = tmp_path_factory.mktemp("served")
+    make_resized_dataset(root, mode="crop")
+    for cmd in (["git", "init", "-q"], ["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q",
+                                        "--allow-empty", "-m", "start"]):
+        run(cmd, root)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        db = setup_project(root, monkeypatch, {"train": {"epochs": 1}})
+        monkeypatch.setenv("DVC_EXP_NAME", "tiny-lamb")
+        stage_main("train")
+        stage_main("evaluate")
+        register.main([])
+    uri = f"sqlite:///{db}"
+    return {"root": root, "uri": uri, "run": json.loads((root / "models" / "run.json").read_text()),
+            "eval": json.loads((root / "metrics" / "eval.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """Real paintings of any size (when ../shared has them) and made-up ones, JPEG and PNG, wide and tall."""
+    folder = tmp_path_factory.mktemp("images")
+    sample = SAMPLE / "images" / "Titian"
+    for src in sorted(sample.iterdir())[:2] if sample.is_dir() else []:
+        shutil.copy(src, folder / src.name)
+    Image.new("RGB", (300, 90), (200, 40, 30)).save(folder / "wide.png")
+    Image.effect_noise((70, 260), 60).convert("RGB").save(folder / "tall.jpg")
+    return folder
+
+
+@pytest.fixture
+def in_store(store, monkeypatch):
+    """Commands run in the project with its store, as a user would."""
+    monkeypatch.chdir(store["root"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    return store

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from painter_id.errors import PipelineError
-from painter_id.atomic import atomic_dir, atomic_file, ensure_writable_dir, write_csv, write_json
+from painter_id.core.atomic import atomic_dir, atomic_file, ensure_writable_dir, write_csv, write_json
+from painter_id.core.errors import PipelineError
 
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):
@@ -47,7 +47,7 @@ def test_output_under_a_file_is_reported_before_work(tmp_path):
 
 
 def test_relative_user_paths_resolve_from_the_main_workspace(tmp_path, monkeypatch):
-    from painter_id.workspace import user_path
+    from painter_id.core.workspace import user_path
 
     copy = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc"
     copy.mkdir(parents=True)

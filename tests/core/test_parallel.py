@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from painter_id import parallel
+from painter_id.core import parallel
 
 
 def square(x: int) -> int:

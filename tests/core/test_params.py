@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from painter_id.errors import PipelineError
-from painter_id.params import SECTIONS, Params, load_all, load_section, parse_section
-from tests.conftest import REPO_ROOT, run_stage, write_params
+from painter_id.core.errors import PipelineError
+from painter_id.core.params import RENAMED, RESIZE_MODES, SECTIONS, TTA_MODES, Params, load_all, load_section, parse_section
+from testkit.checks import assert_one_line_error
+from testkit.project import REPO_ROOT, run_stage, write_params
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**62) | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
 
 
-def test_project_params_file_is_valid_and_complete():
-    params = load_all(REPO_ROOT / "params.yaml")
-    flat = params.flat()
-    assert flat["model.backbone"] == "simple_cnn"
-    assert flat["split.test_size"] == pytest.approx(0.2)
-    # every dataclass field appears in params.yaml, so users see every knob
-    import yaml
-
+def test_params_yaml_holds_every_default_value_for_value():
+    # The dataclasses are the one home of the defaults; params.yaml must say the same, key for key.
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
     for section, cls in SECTIONS.items():
-        fields = set(cls.__dataclass_fields__)
-        assert set(raw[section]) == fields, f"params.yaml [{section}] differs from {cls.__name__}"
+        assert set(raw[section]) == set(cls.__dataclass_fields__), f"params.yaml [{section}] differs from {cls.__name__}"
+    assert load_all(REPO_ROOT / "params.yaml") == Params()
+
+
+@pytest.mark.parametrize("section, old, new", [(n.split(".")[0], n.split(".")[1], new) for n, new in RENAMED.items()])
+def test_a_renamed_param_is_one_line_naming_its_new_name(section, old, new):
+    with pytest.raises(PipelineError) as info:
+        parse_section(section, {old: 1})
+    assert str(info.value).startswith(f"params.yaml: {section}.{old} was renamed; use {new} (")
+
+
+def test_every_param_is_declared_with_a_meaning_and_its_options_once():
+    for section, cls in SECTIONS.items():
+        for spec in dataclasses.fields(cls):
+            assert spec.metadata.get("help"), f"{section}.{spec.name} has no description"
+    # The option lists the code acts on are the ones validation checks.
+    from painter_id.data import images
+    from painter_id.model import tta
+
+    assert images.RESIZE_MODES is RESIZE_MODES and tta.TTA_MODES is TTA_MODES
 
 
 @pytest.mark.parametrize(
@@ -35,7 +60,7 @@ def test_project_params_file_is_valid_and_complete():
         ("model", {"frozen_layers": "half"}, "'all'"),
         ("data", {"source": "ftp"}, "synthetic, kaggle, url, path"),
         ("data", {"source": "path"}, "data.path is empty"),
-        ("data", {"source": "path", "path": "painter_id/synthetic.py"}, "data.path is empty (or still painter_id/synthetic.py"),
+        ("data", {"source": "path", "path": "sources/unused.txt"}, "data.path is empty (or still sources/unused.txt, its placeholder)"),
         ("data", {"source": "url", "url": "ftp://x"}, "http(s)"),
         ("data", {"source": "url", "url": "https://art:${ART_TOKEN}@host/a.zip"},
          "data.url holds ${ART_TOKEN}, which DVC cannot expand"),
@@ -100,7 +125,77 @@ def test_stage_reports_a_param_typo_in_one_line_without_traceback(tmp_path):
 
 
 def test_first_line_of_an_error_never_fails_on_an_empty_message():
-    from painter_id.errors import first_line
+    from painter_id.core.errors import first_line
 
     assert first_line(ValueError("bad weights\nsecond line")) == "bad weights"
     assert first_line(OSError()) == "OSError"
+
+
+def alias_bomb(levels: int = 6) -> str:
+    """A "billion laughs" params.yaml: 9^levels strings in model.pooled_layers from a few hundred bytes."""
+    anchors = ["&l0 [x, x, x, x, x, x, x, x, x]"]
+    anchors += [f"&l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, levels + 1)]
+    return f"model:\n  pooled_layers: [{', '.join(anchors)}]\n"
+
+
+PARAMS_FILES = {
+    "nan": ("split:\n  test_size: .nan\n", "split.test_size is nan; it must be a finite number"),
+    "infinity": ("data:\n  timeout: .inf\n", "data.timeout is inf; it must be a finite number"),
+    "huge-int": ("train:\n  epochs: 100000000000000000000000\n", "train.epochs is 1000"),
+    "duplicate": ("train:\n  epochs: 1\n  epochs: 2\n", "key 'epochs' appears twice (line 3)"),
+    "top-list": ("- train\n- split\n", "must be a mapping of sections"),
+    "empty-list": ("[]\n", "must be a mapping of sections"),
+    "section-list": ("train: []\n", "section 'train' must be a mapping"),
+    "recursive": ("train: &t\n  epochs: *t\n", "once its aliases (*name) are expanded"),
+    "alias-bomb": (alias_bomb(), "once its aliases (*name) are expanded"),  # was a message of megabytes
+}
+
+
+@pytest.mark.parametrize("case", list(PARAMS_FILES))
+def test_broken_params_file_is_one_short_line(tmp_path, case):
+    text, fragment = PARAMS_FILES[case]
+    (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(PipelineError) as info:
+        load_all(tmp_path / "params.yaml")
+    assert fragment in str(info.value) and "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_alias_bomb_latin1_and_a_folder_as_params_through_the_real_stage(tmp_path):
+    cases = {
+        "bomb": (lambda p: p.write_text(alias_bomb(), encoding="utf-8"), "once its aliases (*name) are expanded"),
+        "latin1": (lambda p: p.write_bytes("split:\n  seed: 1  # Dürer\n".encode("latin-1")), "not UTF-8 text"),
+        "folder": (lambda p: p.mkdir(), "cannot be read (Is a directory)"),
+    }
+    for case, (make, fragment) in cases.items():
+        root = tmp_path / case
+        root.mkdir()
+        make(root / "params.yaml")
+        proc = run_stage("split", root, check=False)
+        line = assert_one_line_error(proc, "split", "params.yaml", fragment)
+        assert len(line) < 300, case
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted(SECTIONS)), st.data())
+def test_any_param_value_is_accepted_or_one_short_pipeline_error(section, data):
+    keys = [f.name for f in SECTIONS[section].__dataclass_fields__.values()]
+    raw = data.draw(st.dictionaries(st.sampled_from(keys) | st.text(max_size=8), values, max_size=4))
+    try:
+        params = parse_section(section, raw)
+    except PipelineError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 400
+    else:  # what is accepted is finite and fits 64 bits, as TensorFlow, Keras and urllib need
+        for value in vars(params).values():
+            if isinstance(value, (int, float)):
+                assert math.isfinite(value) and abs(value) < 2**63
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("precision", "float16", "train.precision is 'float16'; use one of float32, mixed_bfloat16, mixed_float16"),
+    ("strategy", "tpu", "train.strategy is 'tpu'; use one of auto, mirrored, multi_worker"),
+    ("feature_cache", "on", "train.feature_cache is 'on'; use one of auto, off"),
+    ("jit_compile", "yes", "train.jit_compile is 'yes'; it must be true or false"),
+])
+def test_performance_params_are_validated(key, value, message):
+    with pytest.raises(PipelineError, match=message.replace("(", r"\(")):
+        parse_section("train", {key: value})

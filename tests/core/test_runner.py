@@ -7,13 +7,13 @@ import textwrap
 
 import pytest
 
-from tests.conftest import REPO_ROOT, run
+from testkit.project import REPO_ROOT, run
 
 STAGE = textwrap.dedent("""
     import atexit, sys, tempfile, threading, time
     from pathlib import Path
-    from painter_id.errors import PipelineError
-    from painter_id.runner import run_stage
+    from painter_id.core.errors import PipelineError
+    from painter_id.core.runner import run_stage
 
     def main():
         # What a normal exit finishes: exit handlers, a temporary folder left to its finalizer,

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import stages.oversample as oversample
-from painter_id import parallel
-from painter_id.errors import PipelineError
-from painter_id.images import sha256_file
-from painter_id.params import OversampleParams
-from stages.split import main as split_main
-from tests.conftest import write_params
+from painter_id.core import parallel
+from painter_id.core.errors import PipelineError
+from painter_id.core.params import OversampleParams
+from painter_id.data import oversampling
+from painter_id.data.images import sha256_file
+from testkit.project import stage_main, write_params
 
 
 def rows(path) -> list[dict[str, str]]:
@@ -31,14 +30,14 @@ def project(raw_dataset, monkeypatch):
     root = raw_dataset.parents[1]
     monkeypatch.chdir(root)
     write_params(root, {})
-    split_main()
+    stage_main("split")
     return root
 
 
 def run(root, **params) -> list[dict[str, str]]:
     """Run the stage in-process with ``params``; return data/oversampled/train.csv."""
     write_params(root, {"oversample": params})
-    oversample.main()
+    stage_main("oversample")
     return rows(root / "data/oversampled/train.csv")
 
 
@@ -125,9 +124,9 @@ def test_parallel_writes_the_same_copies(project, monkeypatch):
 
 def test_augment_fills_borders_by_reflection_not_black():
     img = Image.new("RGB", (40, 30), (200, 120, 60))
-    params = OversampleParams(rotation=45, shift=0.3, zoom=0.5)
+    params = OversampleParams(rotation_degrees=45, shift_fraction=0.3, zoom_fraction=0.5)
     for seed in range(5):
-        out = np.asarray(oversample.augment(img, np.random.default_rng(seed), params)).astype(int)
+        out = np.asarray(oversampling.augment(img, np.random.default_rng(seed), params)).astype(int)
         assert out.shape == (30, 40, 3)
         assert np.abs(out - (200, 120, 60)).max() <= 2
 
@@ -135,10 +134,10 @@ def test_augment_fills_borders_by_reflection_not_black():
 def test_augment_without_randomness_is_the_identity_or_a_mirror():
     arr = np.random.default_rng(0).integers(0, 256, size=(30, 40, 3), dtype=np.uint8)
     img = Image.fromarray(arr)
-    still = OversampleParams(rotation=0, shift=0, zoom=0, horizontal_flip=False)
-    assert np.array_equal(np.asarray(oversample.augment(img, np.random.default_rng(0), still)), arr)
-    flip = OversampleParams(rotation=0, shift=0, zoom=0, horizontal_flip=True)
-    results = {np.asarray(oversample.augment(img, np.random.default_rng(s), flip)).tobytes() for s in range(8)}
+    still = OversampleParams(rotation_degrees=0, shift_fraction=0, zoom_fraction=0, horizontal_flip=False)
+    assert np.array_equal(np.asarray(oversampling.augment(img, np.random.default_rng(0), still)), arr)
+    flip = OversampleParams(rotation_degrees=0, shift_fraction=0, zoom_fraction=0, horizontal_flip=True)
+    results = {np.asarray(oversampling.augment(img, np.random.default_rng(s), flip)).tobytes() for s in range(8)}
     assert results == {arr.tobytes(), arr[:, ::-1].tobytes()}
 
 

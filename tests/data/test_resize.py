@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import csv
 import shutil
-from collections import Counter
 import unicodedata
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import stages.oversample
-import stages.split
-from painter_id.errors import PipelineError
-from painter_id.images import load_square, sha256_file
-from stages.resize import main
-from tests.conftest import make_raw_dataset, run_stage, write_params
+from painter_id.core.errors import PipelineError
+from painter_id.data.images import load_square, sha256_file
+from testkit.images import make_raw_dataset
+from testkit.project import run_stage, stage_main, write_params
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -55,11 +53,11 @@ def bands(size=(40, 20)) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def resize(root: Path, monkeypatch, **params) -> dict[str, np.ndarray]:
-    """Run the stage in-process in ``root``; return the two arrays."""
+def resize(root: Path, monkeypatch, workers: int = 1, **params) -> dict[str, np.ndarray]:
+    """Run the stage in-process in ``root`` with ``workers`` processes; return the two arrays."""
     monkeypatch.chdir(root)
-    write_params(root, {"resize": {"workers": 1, **params}})
-    main()
+    write_params(root, {"resize": params, "runtime": {"workers": workers}})
+    stage_main("resize")
     return {name: np.load(root / f"data/resized/{name}.npy") for name in ("train", "test")}
 
 
@@ -204,10 +202,10 @@ def raw_from_sample(sample: Path, root: Path, artists: dict[str, int]) -> None:
 def test_real_paintings_through_split_oversample_resize(shared_sample, tmp_path, monkeypatch):
     raw_from_sample(shared_sample, tmp_path, {"Albrecht_Durer": 8, "Rembrandt": 12, "Titian": 5})
     monkeypatch.chdir(tmp_path)
-    write_params(tmp_path, {"oversample": {"min_count": 10}, "resize": {"image_size": 48, "mode": "crop", "workers": 1}})
-    stages.split.main()
-    stages.oversample.main()
-    main()
+    write_params(tmp_path, {"oversample": {"min_count": 10}, "resize": {"image_size": 48, "mode": "crop"}, "runtime": {"workers": 1}})
+    stage_main("split")
+    stage_main("oversample")
+    stage_main("resize")
     train = rows(tmp_path / "data/resized/train.csv")
     test = rows(tmp_path / "data/resized/test.csv")
     images = np.load(tmp_path / "data/resized/train.npy")
@@ -219,7 +217,7 @@ def test_real_paintings_through_split_oversample_resize(shared_sample, tmp_path,
 
 
 def test_three_stages_in_a_row_as_modules(raw_dataset, tmp_path):
-    write_params(tmp_path, {"oversample": {"min_count": 12}, "resize": {"image_size": 32, "workers": 2}})
+    write_params(tmp_path, {"oversample": {"min_count": 12}, "resize": {"image_size": 32}, "runtime": {"workers": 2}})
     for stage in ("split", "oversample", "resize"):
         run_stage(stage, tmp_path)
     oversampled = rows(tmp_path / "data/oversampled/train.csv")

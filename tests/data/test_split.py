@@ -10,9 +10,9 @@ from collections import Counter
 
 import pytest
 
-from painter_id.errors import PipelineError
-from stages.split import main
-from tests.conftest import make_raw_dataset, run_stage, write_params
+from painter_id.core.errors import PipelineError
+from testkit.images import make_raw_dataset
+from testkit.project import run_stage, stage_main, write_params
 
 COUNTS = {"Claude Monet": 30, "Albrecht Dürer": 12, "Titian": 6, "Rembrandt": 17, "Paul Klee": 3}
 
@@ -26,7 +26,7 @@ def split(tmp_path, monkeypatch, **params) -> tuple[list[dict], list[dict]]:
     """Run the stage in-process in ``tmp_path``; return its (train, test) rows."""
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, {"split": params})
-    main()
+    stage_main("split")
     return rows(tmp_path / "data/split/train.csv"), rows(tmp_path / "data/split/test.csv")
 
 
@@ -115,7 +115,7 @@ def test_missing_manifest_keeps_previous_split(tmp_path, monkeypatch):
     before = (tmp_path / "data/split/train.csv").read_bytes()
     (tmp_path / "data/raw/manifest.csv").unlink()
     with pytest.raises(PipelineError, match=r"manifest\.csv: not found; run `dvc repro download`"):
-        main()
+        stage_main("split")
     assert (tmp_path / "data/split/train.csv").read_bytes() == before
 
 

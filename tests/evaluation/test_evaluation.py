@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import evaluate, train
-from painter_id.errors import PipelineError
-from tests.conftest import run_stage
-from tests.test_train import read_rows, setup_project
+from painter_id.core.errors import PipelineError
+from painter_id.evaluation import plots, scores
+from testkit.checks import read_rows
+from testkit.images import make_resized_dataset
+from testkit.project import run_stage, setup_project, stage_main
 
 EVAL_KEYS = {"accuracy", "top5_accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_precision",
              "macro_recall", "n_test"}
@@ -22,8 +23,8 @@ EVAL_KEYS = {"accuracy", "top5_accuracy", "balanced_accuracy", "macro_f1", "weig
 def test_evaluate_scores_the_test_split_and_logs_into_the_training_run(tmp_path, resized_dataset, monkeypatch):
     db = setup_project(tmp_path, monkeypatch, {})
     monkeypatch.setenv("DVC_EXP_NAME", "tiny-owl")
-    train.main()
-    evaluate.main()
+    stage_main("train")
+    stage_main("evaluate")
 
     metrics = json.loads(Path("metrics/eval.json").read_text())
     assert set(metrics) == EVAL_KEYS | {"scored_on"} and metrics["n_test"] == 9
@@ -69,12 +70,12 @@ def test_score_on_known_predictions():
     ])
     y_true = np.array([0, 1, 0, 2])
 
-    metrics = evaluate.score(y_true, probs)
+    metrics = scores.score(y_true, probs)
 
     assert metrics["accuracy"] == 0.5 and metrics["top5_accuracy"] == 0.75 and metrics["n_test"] == 4
     # recall per class: 0 -> 1/2, 1 -> 0, 2 -> 1 (classes 3..5 have no test rows)
     assert metrics["balanced_accuracy"] == pytest.approx(0.5)
-    rows = evaluate.per_artist(y_true, probs.argmax(axis=1), list("abcdef"))
+    rows = scores.per_artist(y_true, probs.argmax(axis=1), list("abcdef"))
     assert rows[0] == ["a", 0.5, 0.5, 0.5, 2] and rows[2] == ["c", 1.0, 1.0, 1.0, 1]
 
 
@@ -83,7 +84,7 @@ def test_confusion_figure_grows_with_the_number_of_artists(tmp_path):
     sizes = {}
     for n in (3, 30):
         y = rng.integers(0, n, 200)
-        evaluate.plot_confusion(y, rng.integers(0, n, 200), [f"Painter number {i}" for i in range(n)],
+        plots.plot_confusion(y, rng.integers(0, n, 200), [f"Painter number {i}" for i in range(n)],
                                 tmp_path / f"c{n}.png")
         with Image.open(tmp_path / f"c{n}.png") as image:
             sizes[n] = image.size
@@ -93,15 +94,16 @@ def test_confusion_figure_grows_with_the_number_of_artists(tmp_path):
 def test_gallery_with_nothing_misclassified_says_so(tmp_path):
     images = np.zeros((2, 8, 8, 3), np.uint8)
     probs = np.array([[0.9, 0.1], [0.2, 0.8]])
-    evaluate.plot_misclassified(images, np.array([0, 1]), probs, ["A", "B"], 12, tmp_path / "none.png")
-    evaluate.plot_misclassified(images, np.array([1, 0]), probs, ["A", "B"], 12, tmp_path / "two.png")
+    plots.plot_misclassified(images, np.array([0, 1]), probs, ["A", "B"], 12, tmp_path / "none.png")
+    plots.plot_misclassified(images, np.array([1, 0]), probs, ["A", "B"], 12, tmp_path / "two.png")
     with Image.open(tmp_path / "none.png") as none, Image.open(tmp_path / "two.png") as two:
         assert none.size != two.size and none.height < two.height
 
 
+@pytest.mark.slow
 def test_missing_training_run_goes_to_an_evaluation_only_run(tmp_path, resized_dataset, monkeypatch):
     db = setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}, "mlflow": {"log_model": False}})
-    train.main()
+    stage_main("train")
     run_file = Path("models/run.json")
     old = json.loads(run_file.read_text())
     client = mlflow.MlflowClient(f"sqlite:///{db}")
@@ -117,11 +119,10 @@ def test_missing_training_run_goes_to_an_evaluation_only_run(tmp_path, resized_d
 
 
 def test_model_for_other_image_size_is_rejected(tmp_path, monkeypatch):
-    from tests.conftest import make_resized_dataset
 
     make_resized_dataset(tmp_path, size=32)
     setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}})
-    train.main()
+    stage_main("train")
     make_resized_dataset(tmp_path, size=40)
     with pytest.raises(PipelineError, match="takes images of shape"):
-        evaluate.main()
+        stage_main("evaluate")

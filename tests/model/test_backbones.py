@@ -10,8 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from painter_id import feature_cache
-from painter_id.backbones import (
+from painter_id.core.errors import PipelineError
+from painter_id.core.params import ModelParams, TrainParams
+from painter_id.model import feature_cache
+from painter_id.model.backbones import (
     BACKBONES,
     SIMPLE_CNN,
     SIMPLE_CNN_FILTERS,
@@ -23,9 +25,7 @@ from painter_id.backbones import (
     resolve_weights,
     with_pooled_layers,
 )
-from painter_id.errors import PipelineError
-from painter_id.params import ModelParams, TrainParams
-from stages.train import build_model
+from painter_id.model.network import build_model
 
 SPEC_NAMES = [
     "InceptionResNetV2", "Xception", "InceptionV3", "ResNet50", "ResNet50V2", "DenseNet121", "DenseNet169",
@@ -226,6 +226,7 @@ def assert_frozen(model: keras.Model) -> None:
     assert sorted(w.path for w in model.trainable_weights) == ["artist/bias", "artist/kernel"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n if n in FULL_CHECK else pytest.param(n, marks=pytest.mark.large_backbone)
                                   for n in BACKBONES])
 def test_every_entry_builds_frozen_at_its_minimum_size_and_predicts_raw_pixels(name, tmp_path):

@@ -12,15 +12,12 @@ import mlflow
 import numpy as np
 import pytest
 
-import stages.oversample
-import stages.resize
-import stages.split
-from painter_id import crossval, resized
-from painter_id.errors import PipelineError
-from stages import evaluate, train
-from tests.conftest import make_raw_dataset, make_resized_dataset
-from tests.test_performance import setup
-from tests.test_train import setup_project
+from painter_id.core.errors import PipelineError
+from painter_id.data import resized
+from painter_id.model import crossval
+from testkit.images import make_raw_dataset, make_resized_dataset
+from testkit.project import setup_frozen as setup
+from testkit.project import setup_project, stage_main
 
 
 def split_with_copies() -> resized.Split:
@@ -75,10 +72,10 @@ def test_test_size_zero_puts_every_painting_in_train_and_resize_writes_an_empty_
     make_raw_dataset(tmp_path, {"Claude Monet": 12, "Albrecht Dürer": 6, "Titian": 3})
     monkeypatch.chdir(tmp_path)
     setup(tmp_path, monkeypatch, {"split": {"test_size": 0}, "oversample": {"min_count": 6},
-                                  "resize": {"image_size": 32, "workers": 1}})
-    stages.split.main()
-    stages.oversample.main()
-    stages.resize.main()
+                                  "resize": {"image_size": 32}, "runtime": {"workers": 1}})
+    stage_main("split")
+    stage_main("oversample")
+    stage_main("resize")
 
     train_split = resized.load_split("train")
     test_split = resized.load_split("test", allow_empty=True)
@@ -103,19 +100,19 @@ def test_cross_validated_head_then_the_final_model_on_every_row(tmp_path, monkey
     make_resized_dataset(tmp_path, n_train=30)
     setup(tmp_path, monkeypatch, {"model": {"weights": str(mobilenet_weights), "dropout": 0.0, "l2": 0.01},
                                   "train": {"cv_folds": 3, "validation_split": 0}})
-    train.main()
+    stage_main("train")
     cv = read_json("metrics/cv.json")
     assert cv["folds"] == 3 and cv["paintings"] == 30
     for name in crossval.CV_METRICS:
         assert 0 <= cv[f"{name}_mean"] <= 1 and 0 <= cv[f"{name}_sem"] <= cv[f"{name}_std"]
     assert cv["accuracy_mean"] > 0.5  # three colour-leaning classes: far above chance (1/3)
 
-    evaluate.main()  # with a test split: its metrics, and the cross-validated ones beside them
+    stage_main("evaluate")  # with a test split: its metrics, and the cross-validated ones beside them
     with_test = read_json("metrics/eval.json")
     assert with_test["scored_on"] == "9 test paintings" and with_test["cv"] == cv and with_test["n_test"] == 9
 
     empty_test_split(tmp_path)  # split.test_size 0: the cross-validated figures are the model's
-    evaluate.main()
+    stage_main("evaluate")
     metrics = read_json("metrics/eval.json")
     assert metrics["scored_on"] == "3-fold cross-validation over 30 paintings" and metrics["n_test"] == 0
     assert metrics["accuracy"] == cv["accuracy_mean"] and metrics["macro_f1"] == cv["macro_f1_mean"]
@@ -128,19 +125,20 @@ def test_cross_validated_head_then_the_final_model_on_every_row(tmp_path, monkey
 
 def test_no_test_split_and_no_cross_validation_is_one_line(tmp_path, resized_dataset, monkeypatch):
     setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}})
-    train.main()
+    stage_main("train")
     assert read_json("metrics/cv.json") == {"folds": 0}
     empty_test_split(tmp_path)
     with pytest.raises(PipelineError, match="split.test_size is 0.*train.cv_folds is 0: nothing scores"):
-        evaluate.main()
+        stage_main("evaluate")
 
 
+@pytest.mark.slow
 def test_folds_of_a_trained_backbone_leave_the_final_model_as_without_them(tmp_path, resized_dataset, monkeypatch):
     """Each fold builds fresh, seeded weights: the final model is the one a run without folds trains."""
     histories = {}
     for folds in (0, 2):
         setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1, "cv_folds": folds}})
-        train.main()
+        stage_main("train")
         histories[folds] = Path("metrics/history.csv").read_text()
     assert histories[2] == histories[0]
     cv = read_json("metrics/cv.json")

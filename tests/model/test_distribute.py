@@ -13,17 +13,26 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import boto3  # noqa: F401  # the team extra must be installed: a missing package fails, never skips
+import dvc_s3  # noqa: F401
+import keras
 import mlflow
 import numpy as np
+import pgserver  # noqa: F401
+import psycopg  # noqa: F401
 import pytest
 
-from painter_id import model_files
-from tests.conftest import REPO_ROOT, make_resized_dataset, write_params
+from painter_id.core.errors import PipelineError
+from painter_id.model import model_files
+from testkit.images import make_resized_dataset
+from testkit.project import REPO_ROOT, run, stage_main, write_params
+from testkit.project import setup_frozen as setup
 
 pytestmark = pytest.mark.slow
 
@@ -169,3 +178,79 @@ def test_a_killed_worker_stops_the_chief_with_one_line(tmp_path):
     assert not [*(chief / "models").iterdir(), *(chief / "metrics").iterdir(), *(chief / "tmp").iterdir()]
     (run,) = runs(store)
     assert run.info.status == "FAILED"
+
+
+def _tf_config(task_type: str, index: int, chief: bool = False) -> dict:
+    cluster = {"worker": ["127.0.0.1:20001", "127.0.0.1:20002"]}
+    if chief:
+        cluster["chief"] = ["127.0.0.1:20000"]
+    return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})}
+
+
+@pytest.mark.parametrize("strategy, env, chief", [
+    ("auto", _tf_config("worker", 1), True),  # TF_CONFIG matters only to multi_worker
+    ("multi_worker", {}, True),  # no cluster: this machine trains alone
+    ("multi_worker", _tf_config("worker", 0), True),  # no chief task: worker 0 records
+    ("multi_worker", _tf_config("worker", 1), False),
+    ("multi_worker", _tf_config("chief", 0, chief=True), True),
+    ("multi_worker", _tf_config("worker", 0, chief=True), False),  # a chief task exists: worker 0 only trains
+])
+def test_only_the_chief_records_a_multi_worker_training(strategy, env, chief):
+    from painter_id.model.distribute import is_chief
+
+    assert is_chief(strategy, env) is chief
+
+
+def test_a_bad_tf_config_is_a_one_line_error():
+    from painter_id.model.distribute import is_chief
+
+    with pytest.raises(PipelineError, match="TF_CONFIG: not a valid cluster description"):
+        is_chief("multi_worker", {"TF_CONFIG": '{"task": {"type": "worker"}}'})
+
+
+def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
+    make_resized_dataset(tmp_path)
+    write_params(tmp_path, {"model": {"backbone": "simple_cnn", "weights": None},
+                            # 18 training and 6 validation rows: every batch splits evenly over 2 replicas.
+                            "train": {"epochs": 1, "batch_size": 8, "strategy": "mirrored", "validation_split": 0.25},
+                            "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+    # The CPU must be split before TensorFlow initialises, so this runs in its own interpreter.
+    script = textwrap.dedent("""
+        import logging, sys
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from painter_id.core.runner import run_stage
+        from stages.train import main
+        run_stage("train", main)
+    """)
+    proc = run([sys.executable, "-c", script], tmp_path, env={"PYTHONPATH": str(REPO_ROOT)})
+
+    assert "strategy MirroredStrategy: 2 replica(s)" in proc.stderr
+    summary = json.loads((tmp_path / "metrics" / "train.json").read_text())
+    assert summary["epochs_run"] == 1 and np.isfinite(summary["best_val_loss"])
+    model = keras.models.load_model(tmp_path / "models" / "model.keras")
+    assert model.predict(np.zeros((2, 32, 32, 3), np.uint8), verbose=0).shape == (2, 3)
+
+
+def test_mixed_precision_trains_in_bfloat16_with_a_float32_softmax(tmp_path, monkeypatch):
+    make_resized_dataset(tmp_path)
+    setup(tmp_path, monkeypatch, {"model": {"backbone": "simple_cnn", "frozen_layers": 0},
+                                  "train": {"epochs": 1, "precision": "mixed_bfloat16", "jit_compile": True}})
+    try:
+        stage_main("train")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # the policy is per process
+    model = keras.models.load_model("models/model.keras")
+    conv = next(layer for layer in model.get_layer("simple_cnn").layers if isinstance(layer, keras.layers.Conv2D))
+    assert conv.dtype_policy.name == "mixed_bfloat16" and conv.compute_dtype == "bfloat16"
+    assert model.get_layer("artist").dtype_policy.name == "float32"
+    assert np.isfinite(json.loads(Path("metrics/train.json").read_text())["best_val_loss"])
+
+
+def test_malformed_tf_config_is_one_line(monkeypatch):
+    from painter_id.model import distribute
+
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(PipelineError, match="TF_CONFIG: not a valid cluster description"):
+        distribute.make_strategy("multi_worker")

@@ -5,20 +5,20 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import sys
-import textwrap
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from painter_id import feature_cache, model_files, resized, tta
-from stages import evaluate, train
-from painter_id.errors import PipelineError
-from painter_id.backbones import BACKBONES, build_backbone, freeze
-from painter_id.params import TrainParams, parse_section
-from tests.conftest import REPO_ROOT, make_resized_dataset, run, write_params
+from painter_id.core.params import TrainParams
+from painter_id.data import resized
+from painter_id.model import feature_cache, model_files, network, tta
+from painter_id.model.backbones import BACKBONES, build_backbone, freeze
+from painter_id.model.training import HISTORY_COLUMNS
+from testkit.images import make_resized_dataset
+from testkit.project import cached_files, stage_main
+from testkit.project import setup_frozen as setup
 
 # The whole backbone frozen and no augmentation: the case the feature cache serves.
 FROZEN = {"model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_layers": "all",
@@ -26,30 +26,19 @@ FROZEN = {"model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "fr
           "train": {"epochs": 3, "batch_size": 8, "flip": False, "learning_rate": 0.01}}
 
 
-def setup(root: Path, monkeypatch, overrides: dict) -> None:
-    """``root`` as the project dir (cwd) with its own MLflow store and params."""
-    monkeypatch.chdir(root)
-    for name in ("DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    write_params(root, {section: {**FROZEN.get(section, {}), **overrides.get(section, {})}
-                        for section in {*FROZEN, *overrides}})
-
-
 def history(root: Path) -> np.ndarray:
     with open(root / "metrics" / "history.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    return np.array([[float(row[key]) for key in train.HISTORY_COLUMNS] for row in rows])
+    return np.array([[float(row[key]) for key in HISTORY_COLUMNS] for row in rows])
 
 
 def head_weights(root: Path) -> list[np.ndarray]:
     return keras.models.load_model(root / "models" / "model.keras").get_layer("artist").get_weights()
 
 
-def cached_files(root: Path) -> list[Path]:
-    return sorted((root / feature_cache.CACHE_DIR).glob("*.npy"))
 
 
+@pytest.mark.slow
 def test_cached_features_train_the_same_head_as_the_full_model(tmp_path, monkeypatch):
     # Dropout stays on (0.3): the head reuses the full model's Dropout layer and seed, so the masks match.
     runs = {}
@@ -57,7 +46,7 @@ def test_cached_features_train_the_same_head_as_the_full_model(tmp_path, monkeyp
         root = tmp_path / mode
         make_resized_dataset(root)
         setup(root, monkeypatch, {"train": {"feature_cache": mode}})
-        train.main()
+        stage_main("train")
         runs[mode] = root
 
     assert not cached_files(runs["off"]) and len(cached_files(runs["auto"])) == 1
@@ -72,11 +61,12 @@ def test_cached_features_train_the_same_head_as_the_full_model(tmp_path, monkeyp
     np.testing.assert_allclose(saved.predict(pixels, verbose=0), reference.predict(pixels, verbose=0), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_second_run_hits_the_cache_and_new_data_misses(tmp_path, monkeypatch, caplog):
     make_resized_dataset(tmp_path)
     setup(tmp_path, monkeypatch, {"train": {"epochs": 1}})
-    caplog.set_level(logging.INFO, logger="painter_id.feature_cache")
-    train.main()
+    caplog.set_level(logging.INFO, logger="painter_id.model.feature_cache")
+    stage_main("train")
     [stored] = cached_files(tmp_path)
     stamp = stored.stat().st_mtime_ns
     assert "feature cache miss" in caplog.text
@@ -84,7 +74,7 @@ def test_second_run_hits_the_cache_and_new_data_misses(tmp_path, monkeypatch, ca
     # A head-only change (dropout, learning rate) reuses the features.
     caplog.clear()
     setup(tmp_path, monkeypatch, {"model": {"dropout": 0.5}, "train": {"epochs": 1, "learning_rate": 0.001}})
-    train.main()
+    stage_main("train")
     assert "feature cache hit" in caplog.text and "feature cache miss" not in caplog.text
     assert cached_files(tmp_path) == [stored] and stored.stat().st_mtime_ns == stamp
     meta = json.loads(stored.with_suffix(".json").read_text())
@@ -93,17 +83,18 @@ def test_second_run_hits_the_cache_and_new_data_misses(tmp_path, monkeypatch, ca
     # Other images: another key, computed again.
     caplog.clear()
     make_resized_dataset(tmp_path, seed=1)
-    train.main()
+    stage_main("train")
     assert "feature cache miss" in caplog.text and len(cached_files(tmp_path)) == 2
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_frozen_backbone_from_cached_test_features(tmp_path, monkeypatch, caplog):
     make_resized_dataset(tmp_path)
     setup(tmp_path, monkeypatch, {"train": {"epochs": 1}, "evaluate": {"tta": "flip"}})
-    train.main()
+    stage_main("train")
     trained = cached_files(tmp_path)
-    caplog.set_level(logging.INFO, logger="painter_id.feature_cache")
-    evaluate.main()
+    caplog.set_level(logging.INFO, logger="painter_id.model.feature_cache")
+    stage_main("evaluate")
     # One entry per view (the paintings and their mirror images), 9 test rows each.
     views = sorted(set(cached_files(tmp_path)) - set(trained))
     assert len(views) == 2 and caplog.text.count("feature cache miss: computing 9 rows") == 2
@@ -121,17 +112,17 @@ def test_evaluate_scores_a_frozen_backbone_from_cached_test_features(tmp_path, m
     # A head-only change retrains the head; evaluate reuses both views' features, untouched.
     stamps = [path.stat().st_mtime_ns for path in views]
     setup(tmp_path, monkeypatch, {"train": {"epochs": 2, "learning_rate": 0.05}, "evaluate": {"tta": "flip"}})
-    train.main()
+    stage_main("train")
     caplog.clear()
-    evaluate.main()
+    stage_main("evaluate")
     assert caplog.text.count("feature cache hit") == 2 and "feature cache miss" not in caplog.text
     assert [path.stat().st_mtime_ns for path in views] == stamps
 
     # Another backbone initialisation is another network: computed again, never served stale.
     setup(tmp_path, monkeypatch, {"train": {"epochs": 1, "seed": 7}, "evaluate": {"tta": "none"}})
-    train.main()
+    stage_main("train")
     caplog.clear()
-    evaluate.main()
+    stage_main("evaluate")
     assert "feature cache miss: computing 9 rows" in caplog.text and "feature cache hit" not in caplog.text
 
 
@@ -165,7 +156,7 @@ def test_a_trained_backbone_or_flip_crops_is_predicted_whole():
 def test_cache_is_skipped_where_it_would_not_be_exact(mode, frozen, flip, reason):
     backbone = build_backbone(BACKBONES["MobileNet"], 32, None, alpha=0.25)
     count = freeze(backbone, frozen)
-    augmentation = train.augmentation_layers(TrainParams(flip=flip))
+    augmentation = network.augmentation_layers(TrainParams(flip=flip))
     found = feature_cache.skip_reason(mode, backbone, count, augmentation)
     assert found == reason if reason is None else reason in found
 
@@ -178,76 +169,13 @@ def test_stochastic_depth_backbones_are_not_cached():
     assert feature_cache.skip_reason("auto", plain, len(plain.layers), []) is None
 
 
-def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
-    make_resized_dataset(tmp_path)
-    write_params(tmp_path, {"model": {"backbone": "simple_cnn", "weights": None},
-                            # 18 training and 6 validation rows: every batch splits evenly over 2 replicas.
-                            "train": {"epochs": 1, "batch_size": 8, "strategy": "mirrored", "validation_split": 0.25},
-                            "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
-    # The CPU must be split before TensorFlow initialises, so this runs in its own interpreter.
-    script = textwrap.dedent("""
-        import logging, sys
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from painter_id.runner import run_stage
-        from stages.train import main
-        run_stage("train", main)
-    """)
-    proc = run([sys.executable, "-c", script], tmp_path, env={"PYTHONPATH": str(REPO_ROOT)})
-
-    assert "strategy MirroredStrategy: 2 replica(s)" in proc.stderr
-    summary = json.loads((tmp_path / "metrics" / "train.json").read_text())
-    assert summary["epochs_run"] == 1 and np.isfinite(summary["best_val_loss"])
-    model = keras.models.load_model(tmp_path / "models" / "model.keras")
-    assert model.predict(np.zeros((2, 32, 32, 3), np.uint8), verbose=0).shape == (2, 3)
-
-
-def test_mixed_precision_trains_in_bfloat16_with_a_float32_softmax(tmp_path, monkeypatch):
-    make_resized_dataset(tmp_path)
-    setup(tmp_path, monkeypatch, {"model": {"backbone": "simple_cnn", "frozen_layers": 0},
-                                  "train": {"epochs": 1, "precision": "mixed_bfloat16", "jit_compile": True}})
-    try:
-        train.main()
-    finally:
-        keras.mixed_precision.set_global_policy("float32")  # the policy is per process
-    model = keras.models.load_model("models/model.keras")
-    conv = next(layer for layer in model.get_layer("simple_cnn").layers if isinstance(layer, keras.layers.Conv2D))
-    assert conv.dtype_policy.name == "mixed_bfloat16" and conv.compute_dtype == "bfloat16"
-    assert model.get_layer("artist").dtype_policy.name == "float32"
-    assert np.isfinite(json.loads(Path("metrics/train.json").read_text())["best_val_loss"])
-
-
-@pytest.mark.parametrize("key, value, message", [
-    ("precision", "float16", "train.precision is 'float16'; use one of float32, mixed_bfloat16, mixed_float16"),
-    ("strategy", "tpu", "train.strategy is 'tpu'; use one of auto, mirrored, multi_worker"),
-    ("feature_cache", "on", "train.feature_cache is 'on'; use one of auto, off"),
-    ("jit_compile", "yes", "train.jit_compile is 'yes'; it must be true or false"),
-])
-def test_performance_params_are_validated(key, value, message):
-    with pytest.raises(PipelineError, match=message.replace("(", r"\(")):
-        parse_section("train", {key: value})
-
-
-def test_malformed_tf_config_is_one_line(monkeypatch):
-    from painter_id import distribute
-
-    monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(PipelineError, match="TF_CONFIG: not a valid cluster description"):
-        distribute.make_strategy("multi_worker")
-
-
-def test_benchmark_smoke_run_writes_every_section(tmp_path):
-    out = tmp_path / "results.json"
-    proc = run([sys.executable, "-m", "benchmarks", "--quick", "--images", "12", "--skip", "train,sweep,dvc,memory",
-                "--output", str(out)], REPO_ROOT)
-
-    results = json.loads(out.read_text())
-    assert {"machine", "versions", "config", "images", "resize", "train", "sweep", "dvc", "memory", "table"} <= set(results)
-    assert results["quick"] is True and results["config"]["repeats"] == 1
-    assert {"tensorflow", "keras", "dvc"} <= set(results["versions"]) and results["machine"]["cores"] >= 1
-    resize = results["resize"]
-    assert resize["images"] == 12 and set(resize["images_per_s"]) == {"baseline", "stage", "stage_one_process"}
-    assert all(stat["min"] <= stat["median"] <= stat["max"] for stat in resize["images_per_s"].values())
-    assert all(results[name] == {"skipped": True} for name in ("train", "sweep", "dvc", "memory"))
-    assert "| resize, 12 images" in proc.stdout and results["table"] in proc.stdout
+@pytest.mark.parametrize("content", [b"", b"\x93NUMPY garbage", "zero-d"])
+def test_a_damaged_feature_cache_entry_is_recomputed(tmp_path, content):
+    path = tmp_path / "entry.npy"
+    if content == "zero-d":
+        np.save(path, np.float32(3))
+    else:
+        path.write_bytes(content)
+    assert feature_cache.read_cached(path, 5) is None
+    np.save(path, np.zeros((5, 8), np.float32))
+    assert feature_cache.read_cached(path, 5).shape == (5, 8)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
-from painter_id import feature_cache, head_fit
-from painter_id.errors import PipelineError
-from painter_id.params import parse_section
-from stages import train
-from tests.conftest import make_resized_dataset
-from tests.test_performance import setup
+from painter_id.core.errors import PipelineError
+from painter_id.core.params import Params, parse_section
+from painter_id.model import feature_cache, head_fit, training
+from testkit.images import make_resized_dataset
+from testkit.project import setup_frozen as setup
+from testkit.project import stage_main
 
 # The feature cache's case with no dropout and an L2 penalty: train.head_solver auto picks L-BFGS.
 SOLVED = {"model": {"dropout": 0.0, "l2": 0.01}}
@@ -87,7 +87,7 @@ def test_train_stage_saves_the_solved_head_and_records_its_iterations(tmp_path, 
     # ImageNet weights: a random MobileNet's pooled features are ~1e-17, nothing to fit.
     setup(tmp_path, monkeypatch, {"model": {**SOLVED["model"], "weights": str(mobilenet_weights)},
                                   "train": {"validation_split": 0.3}})
-    train.main()
+    stage_main("train")
 
     [cached] = sorted((tmp_path / feature_cache.CACHE_DIR).glob("*.npy"))
     features = np.load(cached)
@@ -119,10 +119,10 @@ def test_train_stage_saves_the_solved_head_and_records_its_iterations(tmp_path, 
     ({"dropout": 0.0, "l2": 0.01}, "minibatch", "minibatch"),
 ])
 def test_auto_picks_lbfgs_only_where_it_is_exact(model, solver, expected):
-    params = train.Params(model=parse_section("model", model), train=parse_section("train", {"head_solver": solver}))
-    assert train.head_solver(params, "hit") == expected
+    params = Params(model=parse_section("model", model), train=parse_section("train", {"head_solver": solver}))
+    assert training.head_solver(params, "hit") == expected
     if solver == "auto":  # the backbone trains (or augmentation is on): the epochs, always
-        assert train.head_solver(params, "off") == "minibatch"
+        assert training.head_solver(params, "off") == "minibatch"
 
 
 @pytest.mark.parametrize("model, cache, message", [
@@ -130,9 +130,9 @@ def test_auto_picks_lbfgs_only_where_it_is_exact(model, solver, expected):
     ({"dropout": 0.0}, "off", "train.head_solver is lbfgs but the feature cache is not used"),
 ])
 def test_lbfgs_where_it_cannot_run_is_one_line(model, cache, message):
-    params = train.Params(model=parse_section("model", model), train=parse_section("train", {"head_solver": "lbfgs"}))
+    params = Params(model=parse_section("model", model), train=parse_section("train", {"head_solver": "lbfgs"}))
     with pytest.raises(PipelineError, match=message) as info:
-        train.head_solver(params, cache)
+        training.head_solver(params, cache)
     assert "\n" not in str(info.value)
 
 

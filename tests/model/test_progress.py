@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from painter_id.progress import Progress, duration
+from painter_id.model.progress import Progress, duration
 
 BATCHES = 6
 
@@ -38,11 +38,11 @@ def fit_tiny(progress: Progress, clock: Clock, epochs: int = 2) -> None:
 
 
 def progress_lines(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "painter_id.progress"]
+    return [r.getMessage() for r in caplog.records if r.name == "painter_id.model.progress"]
 
 
 def test_off_a_terminal_it_logs_the_first_batch_then_every_interval_with_time_left(caplog):
-    caplog.set_level(logging.INFO, logger="painter_id.progress")
+    caplog.set_level(logging.INFO, logger="painter_id.model.progress")
     clock = Clock(step=10.0)
     stream = io.StringIO()
 
@@ -65,7 +65,7 @@ def test_off_a_terminal_it_logs_the_first_batch_then_every_interval_with_time_le
 
 
 def test_on_a_terminal_it_draws_a_bar_with_elapsed_and_remaining_time(caplog):
-    caplog.set_level(logging.INFO, logger="painter_id.progress")
+    caplog.set_level(logging.INFO, logger="painter_id.model.progress")
     stream = io.StringIO()
 
     fit_tiny(Progress(interval=0.0, stream=stream, terminal=True), Clock(step=0.0), epochs=1)

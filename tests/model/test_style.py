@@ -9,14 +9,14 @@ import keras
 import numpy as np
 import pytest
 
-from painter_id import model_files
-from painter_id.backbones import build_backbone, get_backbone
-from painter_id.errors import PipelineError
-from painter_id.params import ModelParams
-from painter_id.style import GramPool, MeanStdPool, pooled_features, projection
-from stages import train
-from tests.conftest import make_resized_dataset
-from tests.test_performance import cached_files, setup as frozen_project
+from painter_id.core.errors import PipelineError
+from painter_id.core.params import ModelParams
+from painter_id.model import model_files
+from painter_id.model.backbones import build_backbone, get_backbone
+from painter_id.model.style import GramPool, MeanStdPool, pooled_features, projection
+from testkit.images import make_resized_dataset
+from testkit.project import cached_files, stage_main
+from testkit.project import setup_frozen as frozen_project
 
 
 def gram_reference(maps: np.ndarray) -> np.ndarray:
@@ -114,12 +114,13 @@ def test_unknown_gram_layer_is_one_line_naming_the_param(mobilenet_any_size):
         pooled_features(mobilenet_any_size, keras.Input((32, 32, 3)), ModelParams(gram_layers=("conv_pw_5_rel",)), 32)
 
 
+@pytest.mark.slow
 def test_the_feature_cache_serves_style_heads_and_keys_them_apart(tmp_path, monkeypatch, caplog):
     make_resized_dataset(tmp_path)
     style = {"pooling": "mean_std", "gram_layers": ["conv_pw_3_relu"], "gram_dim": 8, "scales": [1.0, 1.5]}
     frozen_project(tmp_path, monkeypatch, {"model": style, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
-    caplog.set_level(logging.INFO, logger="painter_id.feature_cache")
-    train.main()
+    caplog.set_level(logging.INFO, logger="painter_id.model.feature_cache")
+    stage_main("train")
     assert "feature cache miss" in caplog.text
     [stored] = cached_files(tmp_path)
     assert json.loads(stored.with_suffix(".json").read_text())["gram"] == {"layers": ["conv_pw_3_relu"], "dim": 8}
@@ -132,11 +133,11 @@ def test_the_feature_cache_serves_style_heads_and_keys_them_apart(tmp_path, monk
 
     caplog.clear()
     frozen_project(tmp_path, monkeypatch, {"model": {**style, "dropout": 0.5}, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
-    train.main()
+    stage_main("train")
     assert "feature cache hit" in caplog.text and "feature cache miss" not in caplog.text
 
     # Another Gram size (or scale) is other features: a new entry, never the old one read back.
     caplog.clear()
     frozen_project(tmp_path, monkeypatch, {"model": {**style, "gram_dim": 4}, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
-    train.main()
+    stage_main("train")
     assert "feature cache miss" in caplog.text and len(cached_files(tmp_path)) == 2

@@ -13,29 +13,19 @@ import keras
 import numpy as np
 import pytest
 
-from painter_id import model_files, resized
-from stages import train
-from painter_id.backbones import BACKBONES, build_backbone
-from painter_id.errors import PipelineError
-from tests.conftest import run_stage, write_params
+from painter_id.core.errors import PipelineError
+from painter_id.data import resized
+from painter_id.model import model_files, network
+from painter_id.model.backbones import BACKBONES, build_backbone
+from painter_id.model.datasets import make_dataset
+from painter_id.model.training import HISTORY_COLUMNS
+from testkit.project import run_stage, setup_project, stage_main, write_params
 
 TRAIN_KEYS = {"best_epoch", "epochs_run", "best_val_accuracy", "best_val_loss", "train_seconds",
               "trainable_params", "frozen_params", "backbone_layers", "frozen_layers"}
 TINY = {"model": {"backbone": "simple_cnn", "weights": None, "frozen_layers": 0},
         "train": {"epochs": 2, "batch_size": 8}}
 MOBILENET = {"model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None}, "train": {"epochs": 1}}
-
-
-def setup_project(root: Path, monkeypatch, overrides: dict) -> Path:
-    """Make ``root`` a project dir (cwd) with params and its own MLflow store; return the store's db path."""
-    monkeypatch.chdir(root)
-    for name in ("DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
-        monkeypatch.delenv(name, raising=False)
-    db = root / "mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
-    merged = {section: {**TINY.get(section, {}), **values} for section, values in overrides.items()}
-    write_params(root, {**TINY, **merged})
-    return db
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -45,9 +35,9 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch, caplog):
     setup_project(tmp_path, monkeypatch, {})
-    caplog.set_level(logging.INFO, logger="painter_id.progress")
+    caplog.set_level(logging.INFO, logger="painter_id.model.progress")
 
-    train.main()
+    stage_main("train")
 
     summary = json.loads(Path("metrics/train.json").read_text())
     assert set(summary) == TRAIN_KEYS
@@ -56,7 +46,7 @@ def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch,
     assert 1 <= summary["best_epoch"] <= summary["epochs_run"] == 2
     history = read_rows(Path("metrics/history.csv"))
     assert [row["epoch"] for row in history] == ["1", "2"]
-    assert list(history[0]) == train.HISTORY_COLUMNS
+    assert list(history[0]) == HISTORY_COLUMNS
     assert all(0 <= float(row["val_accuracy"]) <= 1 and float(row["learning_rate"]) > 0 for row in history)
     assert json.loads(Path("models/labels.json").read_text()) == ["Ann", "Bob", "Cy"]
     run = json.loads(Path("models/run.json").read_text())
@@ -65,7 +55,7 @@ def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch,
     model = keras.models.load_model("models/model.keras")
     assert model.predict(np.zeros((1, 32, 32, 3), np.uint8), verbose=0).shape == (1, 3)
     assert not [p for p in Path("models").iterdir() if p.name.startswith(".")]  # no temporaries left
-    progress = [r.getMessage() for r in caplog.records if r.name == "painter_id.progress"]
+    progress = [r.getMessage() for r in caplog.records if r.name == "painter_id.model.progress"]
     assert [line.split(":")[0] for line in progress if "batch 1/" in line] == ["epoch 1/2", "epoch 2/2"]
     assert len([line for line in progress if " - val_accuracy " in line]) == 2  # the per-epoch lines
 
@@ -73,7 +63,7 @@ def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch,
 def test_validation_split_zero_trains_on_every_row_and_stops_on_training_loss(tmp_path, resized_dataset,
                                                                               monkeypatch):
     db = setup_project(tmp_path, monkeypatch, {"train": {"epochs": 3, "validation_split": 0}})
-    train.main()
+    stage_main("train")
 
     summary = json.loads(Path("metrics/train.json").read_text())
     assert summary["best_val_accuracy"] is None and summary["best_val_loss"] is None
@@ -93,18 +83,19 @@ def test_validation_split_zero_trains_on_every_row_and_stops_on_training_loss(tm
 
 def test_same_seed_trains_the_same_model(tmp_path, resized_dataset, monkeypatch):
     setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}})
-    train.main()
+    stage_main("train")
     first = Path("metrics/history.csv").read_text()
-    train.main()
+    stage_main("train")
     assert Path("metrics/history.csv").read_text() == first
 
 
+@pytest.mark.slow
 def test_frozen_layers_keep_their_weights_and_batchnorm_statistics(tmp_path, resized_dataset, monkeypatch,
                                                                     mobilenet_weights):
     setup_project(tmp_path, monkeypatch, {"model": {**MOBILENET["model"], "weights": str(mobilenet_weights),
                                                     "frozen_layers": 40},
                                           "train": {"epochs": 1, "learning_rate": 0.01}})
-    train.main()
+    stage_main("train")
 
     summary = json.loads(Path("metrics/train.json").read_text())
     assert summary["backbone_layers"] == 86 and summary["frozen_layers"] == 40
@@ -129,7 +120,7 @@ def test_pooled_layers_and_l2_shape_the_head_and_are_recorded(tmp_path, resized_
         "model": {**MOBILENET["model"], "weights": str(mobilenet_weights), "frozen_layers": "all",
                   "pooled_layers": pooled, "l2": 0.01},
         "train": {"epochs": 2, "flip": False}})
-    train.main()
+    stage_main("train")
 
     model = model_files.load_model("models/model.keras")
     # MobileNet alpha 0.25: 256 channels at the end, 64 after block 5, 128 after block 11
@@ -144,6 +135,7 @@ def test_pooled_layers_and_l2_shape_the_head_and_are_recorded(tmp_path, resized_
     assert params["train.feature_cache_used"] == "miss"  # the concatenated features are cached like a single pool
 
 
+@pytest.mark.slow
 def test_unknown_pooled_layer_exits_2_with_a_suggestion(tmp_path, resized_dataset):
     write_params(tmp_path, {**MOBILENET, "model": {**MOBILENET["model"], "pooled_layers": ["conv_pw_11_rel"]},
                             "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
@@ -155,6 +147,7 @@ def test_unknown_pooled_layer_exits_2_with_a_suggestion(tmp_path, resized_datase
     assert not (tmp_path / "models" / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_frozen_layers_beyond_the_backbone_exit_2_naming_the_count(tmp_path, resized_dataset):
     write_params(tmp_path, {**MOBILENET, "model": {**MOBILENET["model"], "frozen_layers": 100},
                             "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
@@ -167,6 +160,7 @@ def test_frozen_layers_beyond_the_backbone_exit_2_naming_the_count(tmp_path, res
     assert "Traceback" not in proc.stderr and not (tmp_path / "models" / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_imagenet_weights_from_the_keras_cache(tmp_path, resized_dataset, mobilenet_weights):
     cache = tmp_path / "keras_home" / "models"
     cache.mkdir(parents=True)
@@ -184,6 +178,7 @@ def test_imagenet_weights_from_the_keras_cache(tmp_path, resized_dataset, mobile
     assert json.loads((tmp_path / "metrics" / "train.json").read_text())["frozen_layers"] == 86
 
 
+@pytest.mark.slow
 def test_imagenet_weights_offline_is_one_line_saying_how_to_provide_them(tmp_path, resized_dataset):
     write_params(tmp_path, {"model": {"backbone": "MobileNetV2", "alpha": 0.35, "weights": "imagenet"},
                             "train": {"epochs": 1}, "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
@@ -205,17 +200,17 @@ def test_unusable_store_stops_before_training(tmp_path, resized_dataset, monkeyp
     setup_project(tmp_path, monkeypatch, {})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}")
     built = []
-    monkeypatch.setattr(train, "build_model", lambda *args, **kwargs: built.append(args))
+    monkeypatch.setattr(network, "build_model", lambda *args, **kwargs: built.append(args))
 
     with pytest.raises(PipelineError, match="does not exist"):
-        train.main()
+        stage_main("train")
     assert built == [] and not Path("models/model.keras").exists()
 
 
 def test_image_size_below_backbone_minimum_is_reported(tmp_path, resized_dataset, monkeypatch):
     setup_project(tmp_path, monkeypatch, {"model": {"backbone": "InceptionV3"}})
     with pytest.raises(PipelineError, match="resize.image_size is 32 .* at least 75"):
-        train.main()
+        stage_main("train")
 
 
 def _split(paths, artists, sources) -> resized.Split:
@@ -249,15 +244,15 @@ def test_streamed_and_in_memory_pipelines_give_the_same_rows():
     images = np.arange(10 * 4 * 4 * 3, dtype=np.uint8).reshape(10, 4, 4, 3)
     labels = np.arange(10, dtype=np.int64)
     indices = np.array([1, 3, 4, 7, 9])
-    in_memory = resized.make_dataset(images, labels, indices, 2, seed=1)
-    streamed = resized.make_dataset(images, labels, indices, 2, seed=1, max_in_memory_bytes=0)
+    in_memory = make_dataset(images, labels, indices, 2, seed=1)
+    streamed = make_dataset(images, labels, indices, 2, seed=1, max_in_memory_bytes=0)
     for pipeline in (in_memory, streamed):
         epochs = [np.concatenate([y.numpy() for _, y in pipeline]) for _ in range(2)]
         assert sorted(epochs[0]) == sorted(epochs[1]) == list(indices)
         assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
         x, y = next(iter(pipeline))
         np.testing.assert_array_equal(x.numpy(), images[y.numpy()])
-    ordered = resized.make_dataset(images, None, None, 4, max_in_memory_bytes=0)
+    ordered = make_dataset(images, None, None, 4, max_in_memory_bytes=0)
     np.testing.assert_array_equal(np.concatenate([x.numpy() for x in ordered]), images)
 
 

@@ -11,11 +11,11 @@ import keras
 import numpy as np
 import pytest
 
-from painter_id import model_files, resized, tta
-from stages import evaluate, train
-from painter_id.errors import PipelineError
-from painter_id.params import parse_section
-from tests.test_train import setup_project
+from painter_id.core.errors import PipelineError
+from painter_id.core.params import parse_section
+from painter_id.data import resized
+from painter_id.model import model_files, tta
+from testkit.project import setup_project, stage_main
 
 
 def batch(n: int = 5, size: int = 20, seed: int = 0) -> np.ndarray:
@@ -72,10 +72,10 @@ def test_evaluate_tta_param_is_validated():
 
 def test_evaluate_with_tta_scores_the_averaged_predictions(tmp_path, resized_dataset, monkeypatch, caplog):
     setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}, "evaluate": {"tta": "flip_crops"}})
-    train.main()
+    stage_main("train")
     caplog.set_level(logging.INFO, logger="stages.evaluate")
 
-    evaluate.main()
+    stage_main("evaluate")
 
     assert "test-time augmentation: flip_crops" in caplog.text
     metrics = json.loads(Path("metrics/eval.json").read_text())

@@ -6,75 +6,26 @@ each test below fails without the handling it names.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import os
-import re
 import secrets
-import signal
-import sqlite3
 import subprocess
-import sys
-import time
-import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import stages.download
-import stages.oversample
-import stages.resize
-import stages.split
-from painter_id import archives, urls
-from painter_id.errors import PipelineError
-from painter_id.params import MlflowParams
-from painter_id.tracking import prepare_store
-from tests import badfiles
-from tests.badfiles import BLUE, DURER_NFD, ODD_IMAGES, RED, ROTATED, SIDE
-from tests.conftest import (REPO_ROOT, QuietHandler, make_raw_dataset, make_resized_dataset, painting, run_stage,
-                            serve_folder, write_params)
+from painter_id.core.errors import PipelineError
+from painter_id.data import resized
+from painter_id.model import model_files
+from testkit import badfiles
+from testkit.badfiles import BLUE, DURER_NFC, DURER_NFD, ODD_IMAGES, RED, ROTATED, SIDE
+from testkit.checks import assert_one_line_error, leftovers, read_rows, snapshot
+from testkit.images import make_raw_dataset, make_resized_dataset, painting
+from testkit.project import run_stage, stage_main, write_params
 
-DURER_NFC = unicodedata.normalize("NFC", DURER_NFD)
-# absl's "WARNING: All log messages before absl::InitializeLog()..." and glog lines "I0000 00:00:...".
-TF_NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IWEF]\d{4} \d\d:\d\d:\d\d)")
 TINY_TRAIN = {"model": {"backbone": "simple_cnn", "weights": None, "frozen_layers": 0},
               "train": {"epochs": 1, "batch_size": 8}}
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, stage: str, *fragments: str, strict: bool = True) -> str:
-    """Exit 2, no traceback, one ``error: <stage>:`` line holding ``fragments``; return it.
-
-    ``strict``: that line is all the stage printed (the error came before any log line);
-    TensorFlow's own C++ start-up lines, which no setting silences, are not the stage's.
-    """
-    lines = [line for line in proc.stderr.strip().splitlines() if not TF_NATIVE_LOG.match(line)]
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0] and errors[0].startswith(f"error: {stage}: ")
-    if strict:
-        assert lines == errors, proc.stderr
-    for fragment in fragments:
-        assert fragment in errors[0]
-    return errors[0]
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` (relative path -> sha256), to prove outputs are byte-identical."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def leftovers(folder: Path) -> list[str]:
-    """Temporary names the stages use (``.x.tmp-*``, ``.download-*``, ``*.part``) still under ``folder``."""
-    return sorted(p.name for p in folder.rglob(".*") if ".tmp-" in p.name or p.name.startswith((".download-", ".write-probe")))
 
 
 # --- images ----------------------------------------------------------------------------
@@ -101,10 +52,10 @@ def test_odd_images_go_through_download_split_oversample_resize(tmp_path, monkey
     project = tmp_path / "project"
     project.mkdir()
     write_params(project, {"data": {"source": "path", "path": str(src)}, "split": {"test_size": 0.3},
-                           "oversample": {"min_count": 3}, "resize": {"image_size": SIDE, "mode": "pad", "workers": 1}})
+                           "oversample": {"min_count": 3}, "resize": {"image_size": SIDE, "mode": "pad"}, "runtime": {"workers": 1}})
     monkeypatch.chdir(project)
-    for stage in (stages.download, stages.split, stages.oversample, stages.resize):
-        stage.main()
+    for stage in ("download", "split", "oversample", "resize"):
+        stage_main(stage)
 
     raw = project / "data" / "raw"
     assert sorted(p.name for p in (raw / "images").iterdir()) == sorted([DURER_NFC, "Claude_Monet", "Solo"])
@@ -139,46 +90,6 @@ def test_odd_images_go_through_download_split_oversample_resize(tmp_path, monkey
 
 
 # --- archives --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("suffix", [".zip", ".tar.gz"])
-def test_compression_ratio_bomb_is_refused_under_the_byte_limit(tmp_path, suffix):
-    members = {**badfiles.kaggle_members(), "images/images/Ann/filler.jpg": bytes(4 << 20)}  # 4 MiB of zeros
-    archive = badfiles.write_archive(tmp_path / f"bomb{suffix}", members)
-    assert archive.stat().st_size * archives.MAX_COMPRESSION_RATIO < 4 << 20 < 8_000_000_000
-    with pytest.raises(PipelineError, match=rf"bomb{suffix}: .* more than {archives.MAX_COMPRESSION_RATIO} times"):
-        archives.extract_archive(archive, tmp_path / "out", 8_000_000_000)
-    assert not (tmp_path / "out").exists()
-    # Paintings and a small, very compressible artists.csv are fine.
-    members["artists.csv"] += b"2,Nobody,0\n" * 2000
-    del members["images/images/Ann/filler.jpg"]
-    good = badfiles.write_archive(tmp_path / f"good{suffix}", members)
-    assert len(list(archives.extract_archive(good, tmp_path / "ok", 8_000_000_000).rglob("*.jpg"))) == 4
-
-
-def test_zip_bomb_whose_header_lies_is_stopped_while_copying(tmp_path):
-    archive = badfiles.write_zip(tmp_path / "liar.zip", {"a.bin": bytes(8 << 20)})
-    raw = bytearray(archive.read_bytes())
-    central = raw.find(b"PK\x01\x02")
-    for offset in (raw.find(b"PK\x03\x04") + 22, central + 24):  # uncompressed size: claim 1 KiB
-        raw[offset:offset + 4] = (1024).to_bytes(4, "little")
-    archive.write_bytes(bytes(raw))
-    with pytest.raises(PipelineError, match=r"liar\.zip: (member 'a\.bin' unpacks to more than 100 times|corrupted)"):
-        archives.extract_archive(archive, tmp_path / "out", 8_000_000_000)
-    assert not (tmp_path / "out").exists()
-
-
-def test_tar_gz_slip_empty_and_zip_with_damaged_data_are_refused(tmp_path):
-    slip = badfiles.write_tar_gz(tmp_path / "slip.tar.gz", {"images/ok.txt": b"ok", "images/../../evil.txt": b"x"})
-    with pytest.raises(PipelineError, match=r"slip\.tar\.gz: member 'images/\.\./\.\./evil\.txt' points outside"):
-        archives.extract_archive(slip, tmp_path / "a" / "out", 1 << 20)
-    assert not list(tmp_path.rglob("evil.txt")) and not (tmp_path / "a" / "out").exists()
-    empty = badfiles.write_tar_gz(tmp_path / "empty.tar.gz", {})
-    with pytest.raises(PipelineError, match=r"empty\.tar\.gz: the archive is empty"):
-        archives.extract_archive(empty, tmp_path / "b", 1 << 20)
-    with pytest.raises(PipelineError, match=r"damaged\.zip: corrupted or unsupported archive"):
-        archives.extract_archive(badfiles.corrupt_zip(tmp_path / "damaged.zip"), tmp_path / "c", 1 << 20)
-    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize("source, name, members, expected", [
@@ -232,6 +143,7 @@ def param_runs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess,
         return dict(zip(PARAM_CASES, pool.map(one, PARAM_CASES)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(PARAM_CASES))
 def test_bad_param_is_one_line_from_the_real_stage(param_runs, case):
     stage, _, fragments, strict = PARAM_CASES[case]
@@ -245,23 +157,68 @@ def test_bad_param_is_one_line_from_the_real_stage(param_runs, case):
 # --- services and secrets --------------------------------------------------------------
 
 
-def test_locked_mlflow_store_is_one_line_not_a_hang(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    prepare_store(MlflowParams(tracking_uri=uri))
-    holder = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of a write
-    try:
-        start = time.monotonic()
-        with pytest.raises(PipelineError) as info:
-            prepare_store(MlflowParams(tracking_uri=uri))
-        assert time.monotonic() - start < 60
-    finally:
-        holder.rollback()
-        holder.close()
-    message = str(info.value)
-    assert "\n" not in message and "locked by another process" in message and "mlflow.db" in message
+# --- interruptions and unwritable outputs ---------------------------------------------
 
 
+def test_a_file_where_the_data_folder_should_be_stops_download_before_work(tmp_path):
+    (tmp_path / "data").write_text("not a folder")
+    write_params(tmp_path, {"data": {"source": "synthetic", "synthetic_artists": 2, "synthetic_images": 20}})
+    proc = run_stage("download", tmp_path, check=False)
+    assert_one_line_error(proc, "download", str(tmp_path / "data"), "cannot write outputs there")
+    assert (tmp_path / "data").read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]
+
+
+def named_source(root: Path, outside: Path) -> Path:
+    """Artist folders with hostile names: not UTF-8, blank once normalised, a formula, a link out."""
+    images = root / "images"
+    for index, folder in enumerate(["Ann", "=cmd|' -C calc'!A0", "Bob"]):
+        (images / folder).mkdir(parents=True)
+        for n in range(3):
+            painting(np.random.default_rng(10 * index + n), index, (30, 24)).save(images / folder / f"{n}.jpg")
+    painting(np.random.default_rng(99), 0, (30, 24)).save(os.fsencode(images / "Bob") + b"/bad\xff.jpg")
+    for blank in ("_ _", b"Cy\xfe"):
+        folder = os.fsencode(images) + b"/" + (blank if isinstance(blank, bytes) else blank.encode())
+        os.mkdir(folder)
+        painting(np.random.default_rng(7), 1, (30, 24)).save(folder + b"/x.jpg")
+    painting(np.random.default_rng(5), 2, (30, 24)).save(outside)
+    (images / "Ann" / "linked.jpg").symlink_to(outside)
+    (images / "Linked").symlink_to(images / "Ann", target_is_directory=True)
+    return root
+
+
+def test_odd_names_and_links_are_rejected_one_by_one_and_split_runs(tmp_path, monkeypatch):
+    src = named_source(tmp_path / "src", tmp_path / "secret.jpg")
+    project = tmp_path / "project"
+    project.mkdir()
+    write_params(project, {"data": {"source": "path", "path": str(src)}, "split": {"test_size": 0.4}})
+    monkeypatch.chdir(project)
+    stage_main("download")
+    stage_main("split")  # a blank artist used to pass download and stop split, asking to rerun download
+
+    raw = project / "data" / "raw"
+    rejected = {r["path"]: r["reason"] for r in read_rows(raw / "rejected.csv")}
+    assert rejected["images/Bob/bad\\xff.jpg"].startswith("name is not valid UTF-8 (bad\\xff.jpg)")
+    assert rejected["images/Cy\\xfe/x.jpg"].startswith("artist folder name is not valid UTF-8")
+    assert "is blank once underscores" in rejected["images/_ _/x.jpg"]
+    assert rejected["images/Ann/linked.jpg"].startswith("symbolic link: links are not followed")
+    manifest = read_rows(raw / "manifest.csv")
+    assert {r["artist"] for r in manifest} == {"Ann", "Bob", "=cmd|' -C calc'!A0"}
+    assert len(manifest) == 9 and not any("linked" in r["path"] or "Linked" in r["path"] for r in manifest)
+    assert not any(p.name == "linked.jpg" for p in raw.rglob("*"))
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b"\xff\xfe", b"[1, 2]", b"null"])
+def test_damaged_model_and_data_files_are_one_line(tmp_path, content):
+    readers = {"labels.json": model_files.read_labels, "preprocessing.json": model_files.read_preprocessing,
+               "run.json": model_files.read_run, "format.json": resized.read_format,
+               "model.keras": model_files.load_model}
+    for name, read in readers.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(PipelineError, match=rf"{name}: .*run `dvc repro"):
+            read(tmp_path / name)
+
+
+@pytest.mark.slow
 def test_secrets_never_reach_logs_outputs_or_mlflow(tmp_path, private_web):
     www, host, password = private_web
     kaggle_key = secrets.token_hex(16)
@@ -271,7 +228,7 @@ def test_secrets_never_reach_logs_outputs_or_mlflow(tmp_path, private_web):
     project.mkdir()
     write_params(project, {**TINY_TRAIN, "data": {"source": "url", "url": f"http://art:{password}@{host}/art.zip?sig={password}"},
                            "split": {"test_size": 0.3}, "oversample": {"min_count": 3},
-                           "resize": {"image_size": 16, "workers": 1}, "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+                           "resize": {"image_size": 16}, "runtime": {"workers": 1}, "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
     env = {"KAGGLE_USERNAME": "art", "KAGGLE_KEY": kaggle_key}
     outputs = [run_stage(stage, project, env=env) for stage in ("download", "split", "oversample", "resize", "train")]
 
@@ -284,99 +241,3 @@ def test_secrets_never_reach_logs_outputs_or_mlflow(tmp_path, private_web):
             assert secret.encode() not in path.read_bytes(), path
         for proc in outputs:
             assert secret not in proc.stdout + proc.stderr
-
-
-def test_url_password_comes_from_netrc_and_an_env_reference_is_one_line(tmp_path, monkeypatch, private_web):
-    www, host, password = private_web
-    badfiles.write_zip(www / "art.zip", badfiles.kaggle_members())
-    monkeypatch.chdir(tmp_path)
-    # DVC checks data.url itself (a dependency of download) and cannot expand ${NAME}.
-    write_params(tmp_path, {"data": {"source": "url", "url": f"http://art:${{ART_TOKEN}}@{host}/art.zip"}})
-    with pytest.raises(PipelineError, match=r"data\.url holds \$\{ART_TOKEN\}, .* put them in ~/\.netrc"):
-        stages.download.main()
-    write_params(tmp_path, {"data": {"source": "url", "url": f"http://{host}/art.zip"}})
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
-    with pytest.raises(PipelineError, match=r"HTTP 401 .*; check data\.url and its login in ~/\.netrc \(\$NETRC\)$"):
-        stages.download.main()
-    (tmp_path / "netrc").write_text(f"machine 127.0.0.1 login art password {password}\n", encoding="utf-8")
-    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
-    stages.download.main()
-    assert len(read_rows(tmp_path / "data" / "raw" / "manifest.csv")) == 4
-    assert password not in (tmp_path / "params.yaml").read_text()
-
-
-def test_a_broken_netrc_is_one_line_naming_it(tmp_path, monkeypatch):
-    netrc = tmp_path / "netrc"
-    netrc.write_text("default\n  bogus s3cret-token\n", encoding="utf-8")
-    monkeypatch.setenv("NETRC", str(netrc))
-    with pytest.raises(PipelineError, match=rf"{netrc}: cannot read it \(NetrcParseError\); fix or remove") as caught:
-        urls.authorized_request("http://127.0.0.1:9/a.zip")
-    assert "s3cret" not in str(caught.value)
-
-
-# --- interruptions and unwritable outputs ---------------------------------------------
-
-
-def interrupt(project: Path, stage: str, sig: signal.Signals, started) -> subprocess.CompletedProcess:
-    """Start ``python -m stages.<stage>``, send ``sig`` once ``started()`` is true, and wait for it."""
-    proc = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=project, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
-    deadline = time.monotonic() + 60
-    while not started() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # well inside the work
-    assert proc.poll() is None, "the stage finished before it could be interrupted: give it more work"
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
-def assert_interrupted(proc: subprocess.CompletedProcess, stage: str) -> None:
-    assert proc.returncode == 130, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == (
-        f"error: {stage}: interrupted; its previous outputs were left as they were, run it again")
-
-
-def test_sigterm_during_download_keeps_previous_data_and_a_rerun_works(tmp_path):
-    write_params(tmp_path, {"data": {"source": "synthetic", "synthetic_artists": 2, "synthetic_images": 20}})
-    run_stage("download", tmp_path)
-    before = snapshot(tmp_path / "data")
-    write_params(tmp_path, {"data": {"source": "synthetic", "synthetic_artists": 3, "synthetic_images": 400}})
-
-    proc = interrupt(tmp_path, "download", signal.SIGTERM,
-                     lambda: any(p.name.startswith(".download-") for p in (tmp_path / "data").iterdir()))
-
-    assert_interrupted(proc, "download")
-    assert snapshot(tmp_path / "data") == before and leftovers(tmp_path) == []
-    write_params(tmp_path, {"data": {"source": "synthetic", "synthetic_artists": 3, "synthetic_images": 30}})
-    run_stage("download", tmp_path)
-    assert len(read_rows(tmp_path / "data" / "raw" / "manifest.csv")) == 30 and leftovers(tmp_path) == []
-
-
-def test_sigint_during_resize_keeps_previous_arrays_and_a_rerun_works(tmp_path):
-    make_raw_dataset(tmp_path, {"Ann": 6, "Bob": 6}, size=(400, 300))
-    write_params(tmp_path, {"oversample": {"strategy": "none"}, "resize": {"image_size": 64, "workers": 1}})
-    for stage in ("split", "oversample", "resize"):
-        run_stage(stage, tmp_path)
-    before = snapshot(tmp_path / "data" / "resized")
-    small = (tmp_path / "data" / "oversampled" / "train.csv").read_text(encoding="utf-8")
-    header, *lines = small.splitlines(keepends=True)
-    (tmp_path / "data" / "oversampled" / "train.csv").write_text(header + "".join(lines * 400), encoding="utf-8")
-
-    proc = interrupt(tmp_path, "resize", signal.SIGINT, lambda: any((tmp_path / "data").glob(".resized.tmp-*")))
-
-    assert_interrupted(proc, "resize")
-    assert snapshot(tmp_path / "data" / "resized") == before and leftovers(tmp_path) == []
-    (tmp_path / "data" / "oversampled" / "train.csv").write_text(small, encoding="utf-8")
-    run_stage("resize", tmp_path)
-    assert snapshot(tmp_path / "data" / "resized") == before and leftovers(tmp_path) == []
-
-
-def test_a_file_where_the_data_folder_should_be_stops_download_before_work(tmp_path):
-    (tmp_path / "data").write_text("not a folder")
-    write_params(tmp_path, {"data": {"source": "synthetic", "synthetic_artists": 2, "synthetic_images": 20}})
-    proc = run_stage("download", tmp_path, check=False)
-    assert_one_line_error(proc, "download", str(tmp_path / "data"), "cannot write outputs there")
-    assert (tmp_path / "data").read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]

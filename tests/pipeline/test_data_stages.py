@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import dvc, make_project
+from testkit.project import dvc, make_project
 
 SMALL_DATA = {
     "data": {"synthetic_artists": 4, "synthetic_images": 80},

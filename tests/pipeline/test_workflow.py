@@ -22,7 +22,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import dvc, make_project, run, wait_for_queue, write_params
+from testkit.project import STAGES, dvc, make_project, run, wait_for_queue, write_params
 
 TINY = {
     "data": {"synthetic_artists": 3, "synthetic_images": 48},
@@ -36,7 +36,6 @@ TINY = {
     # MLflow Models are tested in tests/test_mlflow_model.py; here they would only add ~10 s a run.
     "mlflow": {"log_model": False},
 }
-STAGES = ("download", "split", "oversample", "resize", "train", "evaluate")
 # The default store must be used, so no test-wide override may leak in.
 ENV = {"MLFLOW_TRACKING_URI": None, "DVC_ROOT": None, "DVC_EXP_NAME": None}
 
@@ -140,17 +139,17 @@ def test_queued_sweep_ran_and_every_training_is_one_mlflow_run(workflow):
 @pytest.mark.slow
 def test_compare_lists_the_runs(workflow):
     project, _ = workflow
-    proc = run([sys.executable, "-m", "painter_id.compare", "--format", "csv", "--sort", "macro_f1"], project, env=ENV)
+    proc = run([sys.executable, "-m", "painter_id.cli.compare", "--format", "csv", "--sort", "macro_f1"], project, env=ENV)
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert sorted(int(r["model.frozen_layers"]) for r in rows) == [0, 2, 4]
     scores = [float(r["macro_f1"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     assert "model.backbone" not in rows[0] and "resize.image_size" not in rows[0]  # the same in every run
     assert all(1 <= float(r["best_epoch"]) for r in rows)
-    every = run([sys.executable, "-m", "painter_id.compare", "--format", "csv", "--all-params"], project, env=ENV)
+    every = run([sys.executable, "-m", "painter_id.cli.compare", "--format", "csv", "--all-params"], project, env=ENV)
     rows = list(csv.DictReader(io.StringIO(every.stdout)))
     assert {r["model.backbone"] for r in rows} == {"simple_cnn"} and {r["resize.image_size"] for r in rows} == {"32"}
-    only = run([sys.executable, "-m", "painter_id.compare", "--where", "model.frozen_layers=4"], project, env=ENV)
+    only = run([sys.executable, "-m", "painter_id.cli.compare", "--where", "model.frozen_layers=4"], project, env=ENV)
     lines = only.stdout.strip().splitlines()
     assert lines[0].split()[:2] == ["run", "accuracy"] and len(lines) == 2  # one run: no param differs
     assert "frozen4" in lines[1]

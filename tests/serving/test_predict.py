@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from painter_id import model_files, predict, resized
-from stages import train
-from painter_id.errors import PipelineError
-from painter_id.images import sha256_file
-from painter_id.params import ResizeParams
-from painter_id.parallel import Workers
-from stages.resize import resize_to_npy
-from tests.conftest import REPO_ROOT, make_resized_dataset, run, write_params
-from tests.test_train import setup_project
+from painter_id.cli import predict as predict_command
+from painter_id.core.errors import PipelineError
+from painter_id.core.parallel import Workers
+from painter_id.core.params import ResizeParams
+from painter_id.data.images import sha256_file
+from painter_id.data.resized import resize_to_npy
+from painter_id.model import model_files
+from painter_id.serving import predict
+from testkit.images import make_resized_dataset
+from testkit.project import REPO_ROOT, run, setup_project, stage_main, write_params
 
 ARTISTS = ("Titian", "Rembrandt")
 
@@ -33,7 +34,7 @@ def trained(tmp_path_factory) -> Path:
     make_resized_dataset(root, mode="crop")  # data/resized/format.json says crop: train records it for predict
     with pytest.MonkeyPatch.context() as monkeypatch:
         setup_project(root, monkeypatch, {"train": {"epochs": 1}})
-        train.main()
+        stage_main("train")
     return root
 
 
@@ -74,12 +75,13 @@ def model_probs(model_path: Path, paths: list[str], tmp: Path, mode: str) -> np.
     return model_files.load_model(model_path).predict(resize_like_stage(paths, tmp, mode), verbose=0)
 
 
+@pytest.mark.slow
 def test_predict_command_ranks_artists_as_the_model_does_on_resized_arrays(trained, paintings, tmp_path,
                                                                           monkeypatch):
     monkeypatch.chdir(tmp_path)  # the reference arrays read the same relative paths as the command
     model_path = trained / "models" / "model.keras"
     labels = json.loads((trained / "models" / "labels.json").read_text())
-    cmd = [sys.executable, "-m", "painter_id.predict", "paintings", "--model", str(model_path), "--top-k", "2"]
+    cmd = [sys.executable, "-m", "painter_id.cli.predict", "paintings", "--model", str(model_path), "--top-k", "2"]
 
     proc = run(cmd, tmp_path, env={"PYTHONPATH": str(REPO_ROOT)})
 
@@ -115,7 +117,7 @@ def test_top_k_is_clamped_and_flip_averages_the_mirror_image(trained, paintings,
     model_path = trained / "models" / "model.keras"
     image = "paintings/Rembrandt/" + sorted(p.name for p in (paintings / "Rembrandt").iterdir())[0]
 
-    predict.main([image, "--model", str(model_path), "--top-k", "10", "--tta", "flip"])
+    predict_command.main([image, "--model", str(model_path), "--top-k", "10", "--tta", "flip"])
 
     _, rows = parse(capsys.readouterr().out)
     assert [row["rank"] for row in rows[image]] == ["1", "2", "3"]  # the model knows 3 artists
@@ -131,11 +133,11 @@ def test_top_k_is_clamped_and_flip_averages_the_mirror_image(trained, paintings,
 def test_missing_model_and_mismatched_labels_are_one_line_errors(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PipelineError, match="model.keras: not found; run `dvc repro train`"):
-        predict.main(["x.jpg", "--model", str(tmp_path / "models" / "model.keras")])
+        predict_command.main(["x.jpg", "--model", str(tmp_path / "models" / "model.keras")])
     other = tmp_path / "labels.json"
     other.write_text(json.dumps(["Ann", "Bob"]), encoding="utf-8")
     with pytest.raises(PipelineError, match="has 3 classes but .*labels.json lists 2"):
-        predict.main(["x.jpg", "--model", str(trained / "models" / "model.keras"), "--labels", str(other)])
+        predict_command.main(["x.jpg", "--model", str(trained / "models" / "model.keras"), "--labels", str(other)])
 
 
 def test_resize_mode_comes_from_training_else_params_else_pad(tmp_path, monkeypatch):
@@ -166,7 +168,7 @@ def test_a_path_that_does_not_exist_is_an_error_row_and_a_failure(trained, tmp_p
     image = tmp_path / "real.png"
     Image.new("RGB", (40, 30), (200, 10, 10)).save(image)
     with pytest.raises(PipelineError, match=r"nope\.jpg: no such file or folder \(1 of the paths named\)"):
-        predict.main([str(image), "nope.jpg", "--model", str(trained / "models" / "model.keras")])
+        predict_command.main([str(image), "nope.jpg", "--model", str(trained / "models" / "model.keras")])
     header, rows = parse(capsys.readouterr().out)
     assert rows[str(image)][0]["rank"] == "1"  # the other images are still predicted
     assert rows["nope.jpg"][0]["artist"].startswith("ERROR: unreadable")
@@ -178,7 +180,7 @@ def test_names_a_spreadsheet_would_run_are_written_as_text(trained, tmp_path):
     image = tmp_path / "-2.png"
     Image.new("RGB", (40, 30), (200, 10, 10)).save(image)
     out = io.StringIO()
-    predict.predict_files([Path("-2.png"), image], predict.Predictor(model, labels, "pad", top_k=3), out)
+    predict_command.predict_files([Path("-2.png"), image], predict.Predictor(model, labels, "pad", top_k=3), out)
     cells = [cell for row in csv.reader(io.StringIO(out.getvalue())) for cell in row]
     assert {"'=HYPERLINK(\"http://x\")", "'+1", "'@SUM(A1)", "'-2.png"} <= set(cells)
     assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)

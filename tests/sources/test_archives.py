@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import stat
 import tarfile
 import unicodedata
@@ -13,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from painter_id.errors import PipelineError
-from painter_id.archives import copy_limited, extract_archive
-from painter_id.downloads import fetch_url
-from painter_id.layout import find_layout
-from painter_id.urls import redact_url
-from tests.conftest import painting
+from painter_id.core.errors import PipelineError
+from painter_id.sources import archives
+from painter_id.sources.archives import copy_limited, extract_archive
+from testkit import badfiles
+from testkit.images import painting
 
 LIMIT = 1_000_000
 
@@ -151,51 +149,41 @@ def _jpeg(path: Path) -> None:
     painting(np.random.default_rng(0), 0, (8, 8)).save(path)
 
 
-def test_find_layout_nested_ignores_resized_and_macosx(tmp_path):
-    root = tmp_path / "best-artworks"
-    for artist in ("Ann", "Bob"):
-        _jpeg(root / "images" / "images" / artist / f"{artist}_1.jpg")
-    for n in range(5):
-        _jpeg(root / "resized" / "resized" / f"Ann_{n}.jpg")
-    _jpeg(root / "__MACOSX" / "images" / "images" / "Cy" / "._Cy_1.jpg")
-    (root / "artists.csv").write_text("name\nAnn\n")
-    (root / "images" / "artists.csv").write_text("name\nWrong\n")
-    layout = find_layout(tmp_path)
-    assert [p.name for p in layout.artist_dirs] == ["Ann", "Bob"]
-    assert layout.artists_csv == root / "artists.csv"
+@pytest.mark.parametrize("suffix", [".zip", ".tar.gz"])
+def test_compression_ratio_bomb_is_refused_under_the_byte_limit(tmp_path, suffix):
+    members = {**badfiles.kaggle_members(), "images/images/Ann/filler.jpg": bytes(4 << 20)}  # 4 MiB of zeros
+    archive = badfiles.write_archive(tmp_path / f"bomb{suffix}", members)
+    assert archive.stat().st_size * archives.MAX_COMPRESSION_RATIO < 4 << 20 < 8_000_000_000
+    with pytest.raises(PipelineError, match=rf"bomb{suffix}: .* more than {archives.MAX_COMPRESSION_RATIO} times"):
+        archives.extract_archive(archive, tmp_path / "out", 8_000_000_000)
+    assert not (tmp_path / "out").exists()
+    # Paintings and a small, very compressible artists.csv are fine.
+    members["artists.csv"] += b"2,Nobody,0\n" * 2000
+    del members["images/images/Ann/filler.jpg"]
+    good = badfiles.write_archive(tmp_path / f"good{suffix}", members)
+    assert len(list(archives.extract_archive(good, tmp_path / "ok", 8_000_000_000).rglob("*.jpg"))) == 4
 
 
-def test_find_layout_flat_and_missing(tmp_path):
-    for artist in ("Ann", "Bob", "Cy"):
-        _jpeg(tmp_path / "src" / "images" / artist / "x.jpg")
-    layout = find_layout(tmp_path / "src")
-    assert [p.name for p in layout.artist_dirs] == ["Ann", "Bob", "Cy"] and layout.artists_csv is None
-    (tmp_path / "bare").mkdir()
-    (tmp_path / "bare" / "readme.txt").write_text("no images")
-    with pytest.raises(PipelineError, match="bare: no artist folders found"):
-        find_layout(tmp_path / "bare")
+def test_zip_bomb_whose_header_lies_is_stopped_while_copying(tmp_path):
+    archive = badfiles.write_zip(tmp_path / "liar.zip", {"a.bin": bytes(8 << 20)})
+    raw = bytearray(archive.read_bytes())
+    central = raw.find(b"PK\x01\x02")
+    for offset in (raw.find(b"PK\x03\x04") + 22, central + 24):  # uncompressed size: claim 1 KiB
+        raw[offset:offset + 4] = (1024).to_bytes(4, "little")
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(PipelineError, match=r"liar\.zip: (member 'a\.bin' unpacks to more than 100 times|corrupted)"):
+        archives.extract_archive(archive, tmp_path / "out", 8_000_000_000)
+    assert not (tmp_path / "out").exists()
 
 
-def test_redact_url_drops_credentials_and_query():
-    assert redact_url("https://bob:pw@example.org:8443/a/b.zip?sig=XYZ#frag") == "https://example.org:8443/a/b.zip"
-
-
-def test_fetch_url_timeout_is_one_line(tmp_path):
-    # A socket that accepts connections (kernel backlog) but never answers.
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        url = f"http://127.0.0.1:{server.getsockname()[1]}/data.zip?key=SECRET"
-        with pytest.raises(PipelineError) as info:
-            fetch_url(url, tmp_path, timeout=0.5, max_bytes=LIMIT)
-    message = str(info.value)
-    assert "data.timeout=0.5" in message and "SECRET" not in message and "\n" not in message
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_fetch_url_unreachable(tmp_path):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with pytest.raises(PipelineError, match=rf"127\.0\.0\.1:{port}/x\.zip: cannot download"):
-        fetch_url(f"http://127.0.0.1:{port}/x.zip", tmp_path, timeout=2, max_bytes=LIMIT)
+def test_tar_gz_slip_empty_and_zip_with_damaged_data_are_refused(tmp_path):
+    slip = badfiles.write_tar_gz(tmp_path / "slip.tar.gz", {"images/ok.txt": b"ok", "images/../../evil.txt": b"x"})
+    with pytest.raises(PipelineError, match=r"slip\.tar\.gz: member 'images/\.\./\.\./evil\.txt' points outside"):
+        archives.extract_archive(slip, tmp_path / "a" / "out", 1 << 20)
+    assert not list(tmp_path.rglob("evil.txt")) and not (tmp_path / "a" / "out").exists()
+    empty = badfiles.write_tar_gz(tmp_path / "empty.tar.gz", {})
+    with pytest.raises(PipelineError, match=r"empty\.tar\.gz: the archive is empty"):
+        archives.extract_archive(empty, tmp_path / "b", 1 << 20)
+    with pytest.raises(PipelineError, match=r"damaged\.zip: corrupted or unsupported archive"):
+        archives.extract_archive(badfiles.corrupt_zip(tmp_path / "damaged.zip"), tmp_path / "c", 1 << 20)
+    assert not (tmp_path / "c").exists()

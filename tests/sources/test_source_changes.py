@@ -21,11 +21,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from painter_id.errors import PipelineError
-from painter_id.params import DataParams
-from stages.source import fingerprint
-from tests.conftest import QuietHandler, dvc, make_project, serve_folder
-from tests.test_download import jpeg, make_source, read_csv
+from painter_id.core.errors import PipelineError
+from painter_id.core.params import DataParams
+from painter_id.sources.fetch import fingerprint
+from testkit.checks import read_rows
+from testkit.images import jpeg, make_source
+from testkit.project import download, dvc, make_project
+from testkit.web import QuietHandler, serve_folder
 
 FOLDERS = {"Ann_Ash": 4, "Bob_Birch": 4}
 DATA_STAGES = ("source", "download")
@@ -37,7 +39,7 @@ def ran(output: str) -> set[str]:
 
 def manifest(project: Path) -> dict[str, str]:
     """``path -> sha256`` of what download kept."""
-    return {row["path"]: row["sha256"] for row in read_csv(project / "data" / "raw" / "manifest.csv")}
+    return {row["path"]: row["sha256"] for row in read_rows(project / "data" / "raw" / "manifest.csv")}
 
 
 def zip_folder(folder: Path, dest: Path) -> Path:
@@ -86,8 +88,12 @@ def test_folder_source_add_remove_replace_show_in_bare_dvc_status_and_nothing_el
     after = manifest(project)
     assert "images/Bob_Birch/Bob_Birch_1.jpg" not in after and after["images/Ann_Ash/Ann_Ash_2.jpg"] != old_sha
 
-    # Code: editing a module that download imports (through painter_id, not directly) marks it changed.
-    with open(project / "painter_id" / "layout.py", "a", encoding="utf-8") as handle:
+    # Code: editing a module of a library folder download imports from marks it changed; a
+    # module of a folder it never imports (the page) does not.
+    with open(project / "painter_id" / "serving" / "page.py", "a", encoding="utf-8") as handle:
+        handle.write("\n# edited\n")
+    assert changed(project, "download") == set()
+    with open(project / "painter_id" / "sources" / "layout.py", "a", encoding="utf-8") as handle:
         handle.write("\n# edited\n")
     assert changed(project, "download") == {"download"}
 
@@ -272,8 +278,6 @@ def test_kaggle_pinned_version_needs_no_network_and_offline_lookup_is_one_line(m
 
 def test_download_fetches_the_version_source_recorded(tmp_path, monkeypatch):
     import kagglehub
-
-    from tests.test_download import download
 
     asked = []
 

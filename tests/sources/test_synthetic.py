@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.download import main
-from painter_id.params import DataParams
-from painter_id.synthetic import FIELDS, MAX_ARTISTS, STYLES, class_sizes, generate
-from tests.conftest import run_stage, write_params
+from painter_id.core.params import DataParams
+from painter_id.sources.synthetic import FIELDS, MAX_ARTISTS, STYLES, class_sizes, generate
+from testkit.project import run_stage, stage_main, write_params
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -45,7 +44,7 @@ def test_default_synthetic_set_through_the_real_stage(tmp_path, monkeypatch):
     # Same seed, in-process this time: byte-identical files.
     write_params(tmp_path / "b", {})
     monkeypatch.chdir(tmp_path / "b")
-    main()
+    stage_main("download")
     assert rows(tmp_path / "b" / "data" / "raw" / "manifest.csv") == first
 
 

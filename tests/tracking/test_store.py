@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -12,9 +13,11 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from painter_id import tracking, workspace
-from painter_id.errors import PipelineError
-from painter_id.params import MlflowParams
+from painter_id.core import workspace
+from painter_id.core.errors import PipelineError
+from painter_id.core.params import MlflowParams
+from painter_id.tracking import runs, store
+from painter_id.tracking.store import prepare_store
 
 CLEAN_ENV = ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
 
@@ -26,7 +29,7 @@ def clean_env(monkeypatch):
 
 
 def test_default_store_is_in_dvc_root(tmp_path):
-    uri = tracking.resolve_tracking_uri(MlflowParams(), cwd=tmp_path, env={"DVC_ROOT": "/repo/main"})
+    uri = store.resolve_tracking_uri(MlflowParams(), cwd=tmp_path, env={"DVC_ROOT": "/repo/main"})
     assert uri == "sqlite:////repo/main/mlflow.db"
 
 
@@ -36,7 +39,7 @@ def test_default_store_is_in_dvc_root(tmp_path):
 ])
 def test_temporary_experiment_copy_logs_into_the_main_workspace(env_root, cwd):
     env = {"DVC_ROOT": env_root} if env_root else {}
-    uri = tracking.resolve_tracking_uri(MlflowParams(), cwd=Path(cwd), env=env)
+    uri = store.resolve_tracking_uri(MlflowParams(), cwd=Path(cwd), env=env)
     assert uri == "sqlite:////repo/main/mlflow.db"
 
 
@@ -51,19 +54,20 @@ def test_git_toplevel_then_cwd_when_no_dvc_root(tmp_path):
 def test_env_uri_wins_and_relative_sqlite_param_is_resolved_against_the_workspace():
     params = MlflowParams(tracking_uri="sqlite:///runs/m.db")
     env = {"DVC_ROOT": "/repo/main"}
-    assert tracking.resolve_tracking_uri(params, env=env) == "sqlite:////repo/main/runs/m.db"
-    assert tracking.resolve_tracking_uri(params, env={**env, "MLFLOW_TRACKING_URI": "http://mlflow:5000"}) \
+    assert store.resolve_tracking_uri(params, env=env) == "sqlite:////repo/main/runs/m.db"
+    assert store.resolve_tracking_uri(params, env={**env, "MLFLOW_TRACKING_URI": "http://mlflow:5000"}) \
         == "http://mlflow:5000"
     absolute = MlflowParams(tracking_uri="sqlite:////srv/m.db")
-    assert tracking.resolve_tracking_uri(absolute, env=env) == "sqlite:////srv/m.db"
+    assert store.resolve_tracking_uri(absolute, env=env) == "sqlite:////srv/m.db"
 
 
 def _prepare_in_child(uri: str, barrier) -> str:
     # Every child reaches the store at the same moment: the race the lock must win.
     barrier.wait()
-    return tracking.prepare_store(MlflowParams(tracking_uri=uri, experiment="race"))[1]
+    return store.prepare_store(MlflowParams(tracking_uri=uri, experiment="race"))[1]
 
 
+@pytest.mark.slow
 def test_four_processes_preparing_a_fresh_store_leave_one_working_experiment(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     context = multiprocessing.get_context("spawn")
@@ -85,7 +89,7 @@ def test_four_processes_preparing_a_fresh_store_leave_one_working_experiment(tmp
 def test_store_in_a_missing_folder_is_a_one_line_error(tmp_path):
     params = MlflowParams(tracking_uri=f"sqlite:///{tmp_path / 'nope' / 'mlflow.db'}")
     with pytest.raises(PipelineError) as info:
-        tracking.prepare_store(params)
+        store.prepare_store(params)
     assert "\n" not in str(info.value) and str(tmp_path / "nope") in str(info.value)
     assert not (tmp_path / "nope").exists()
 
@@ -93,7 +97,7 @@ def test_store_in_a_missing_folder_is_a_one_line_error(tmp_path):
 def test_store_that_cannot_be_written_is_a_one_line_error(tmp_path):
     (tmp_path / "mlflow.db").mkdir()  # even root cannot open a folder as the database
     with pytest.raises(PipelineError, match="not writable"):
-        tracking.prepare_store(MlflowParams(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+        store.prepare_store(MlflowParams(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
 
 
 def test_unreachable_server_fails_fast(monkeypatch):
@@ -103,7 +107,7 @@ def test_unreachable_server_fails_fast(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     start = time.monotonic()
     with pytest.raises(PipelineError) as info:
-        tracking.prepare_store(MlflowParams())
+        store.prepare_store(MlflowParams())
     assert time.monotonic() - start < 30
     assert f"127.0.0.1:{port}" in str(info.value) and "\n" not in str(info.value)
 
@@ -111,11 +115,11 @@ def test_unreachable_server_fails_fast(monkeypatch):
 @pytest.mark.parametrize("error, status", [(None, "FINISHED"), (RuntimeError, "FAILED"),
                                            (KeyboardInterrupt, "KILLED")])
 def test_run_always_ends_with_a_final_status(tmp_path, error, status):
-    uri, experiment_id = tracking.prepare_store(MlflowParams(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}"))
+    uri, experiment_id = store.prepare_store(MlflowParams(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}"))
     client = mlflow.MlflowClient(uri)
     ids = []
     try:
-        with tracking.start_run(client, experiment_id, "r", {"k": "v"}) as run_id:
+        with runs.start_run(client, experiment_id, "r", {"k": "v"}) as run_id:
             ids.append(run_id)
             if error:
                 raise error("stop")
@@ -126,14 +130,32 @@ def test_run_always_ends_with_a_final_status(tmp_path, error, status):
 
 
 def test_run_name_and_tags_follow_dvc_experiments(tmp_path):
-    assert tracking.run_name("MobileNet", 40, env={"DVC_EXP_NAME": "brave-owl"}) == "brave-owl"
-    assert re.fullmatch(r"MobileNet-frozen40-\d{8}-\d{6}", tracking.run_name("MobileNet", 40, env={}))
+    assert runs.run_name("MobileNet", 40, env={"DVC_EXP_NAME": "brave-owl"}) == "brave-owl"
+    assert re.fullmatch(r"MobileNet-frozen40-\d{8}-\d{6}", runs.run_name("MobileNet", 40, env={}))
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     git = ["git", "-C", str(tmp_path), "-c", "user.email=t@example.com", "-c", "user.name=t"]
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    tags = tracking.run_tags(tmp_path, env={"DVC_EXP_NAME": "brave-owl", "DVC_EXP_BASELINE_REV": "abc123"})
+    tags = runs.run_tags(tmp_path, env={"DVC_EXP_NAME": "brave-owl", "DVC_EXP_BASELINE_REV": "abc123"})
     assert tags == {"git.commit": head, "mlflow.source.git.commit": head, "dvc.exp_name": "brave-owl",
                     "dvc.baseline_rev": "abc123"}
-    assert tracking.run_tags(tmp_path, env={})["dvc.baseline_rev"] == head
+    assert runs.run_tags(tmp_path, env={})["dvc.baseline_rev"] == head
+
+
+@pytest.mark.slow
+def test_locked_mlflow_store_is_one_line_not_a_hang(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    prepare_store(MlflowParams(tracking_uri=uri))
+    holder = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of a write
+    try:
+        start = time.monotonic()
+        with pytest.raises(PipelineError) as info:
+            prepare_store(MlflowParams(tracking_uri=uri))
+        assert time.monotonic() - start < 60
+    finally:
+        holder.rollback()
+        holder.close()
+    message = str(info.value)
+    assert "\n" not in message and "locked by another process" in message and "mlflow.db" in message

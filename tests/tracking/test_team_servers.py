@@ -26,12 +26,11 @@ import psycopg  # noqa: F401
 import pytest
 import yaml
 
-from painter_id.errors import PipelineError
-from painter_id.params import MlflowParams
-from painter_id.tracking import prepare_store
-from tests import team_servers as ts
-from tests.conftest import dvc, make_project, run, wait_for_queue
-from tests.test_workflow import STAGES, TINY
+from painter_id.core.errors import PipelineError
+from painter_id.core.params import MlflowParams
+from painter_id.tracking.store import prepare_store
+from testkit import servers as ts
+from testkit.project import STAGES, TINY, dvc, make_project, run, wait_for_queue
 
 ARTIFACTS_BUCKET = "mlflow-artifacts"
 DVC_BUCKET = "dvc-store"
@@ -158,6 +157,7 @@ def test_no_password_in_any_written_file_artifact_or_output(servers, sweep):
             assert secret not in json.dumps([run_.data.params, run_.data.tags])
 
 
+@pytest.mark.slow
 def test_prepare_store_works_with_the_login_and_fails_fast_without(servers, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", USER[0])
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", USER[1])
@@ -219,29 +219,3 @@ def test_experiment_pushed_from_one_clone_is_pulled_shown_and_applied_in_another
 # --- multi-worker training: only the chief records ----------------------------------------
 
 
-def _tf_config(task_type: str, index: int, chief: bool = False) -> dict:
-    cluster = {"worker": ["127.0.0.1:20001", "127.0.0.1:20002"]}
-    if chief:
-        cluster["chief"] = ["127.0.0.1:20000"]
-    return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})}
-
-
-@pytest.mark.parametrize("strategy, env, chief", [
-    ("auto", _tf_config("worker", 1), True),  # TF_CONFIG matters only to multi_worker
-    ("multi_worker", {}, True),  # no cluster: this machine trains alone
-    ("multi_worker", _tf_config("worker", 0), True),  # no chief task: worker 0 records
-    ("multi_worker", _tf_config("worker", 1), False),
-    ("multi_worker", _tf_config("chief", 0, chief=True), True),
-    ("multi_worker", _tf_config("worker", 0, chief=True), False),  # a chief task exists: worker 0 only trains
-])
-def test_only_the_chief_records_a_multi_worker_training(strategy, env, chief):
-    from painter_id.distribute import is_chief
-
-    assert is_chief(strategy, env) is chief
-
-
-def test_a_bad_tf_config_is_a_one_line_error():
-    from painter_id.distribute import is_chief
-
-    with pytest.raises(PipelineError, match="TF_CONFIG: not a valid cluster description"):
-        is_chief("multi_worker", {"TF_CONFIG": '{"task": {"type": "worker"}}'})

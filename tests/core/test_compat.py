@@ -1,0 +1,60 @@
+"""Each private API in painter_id.core.compat still exists and does its job on the installed versions.
+
+An upgrade of Keras, MLflow or Python that moves one of them fails here, naming it, instead of
+somewhere inside a training.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+import textwrap
+
+import keras
+import mlflow
+
+from painter_id.core import compat
+from testkit.project import REPO_ROOT
+
+
+def test_versions_are_the_ones_the_private_apis_were_checked_against():
+    assert importlib.metadata.version("keras").startswith(compat.TESTED_WITH["keras"])
+    assert importlib.metadata.version("mlflow").startswith(compat.TESTED_WITH["mlflow"])
+
+
+def test_all_layers_walks_nested_models_in_order_self_first():
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="inner_dense")], name="inner")
+    inputs = keras.Input((4,))
+    outer = keras.Model(inputs, keras.layers.Dense(2, name="top")(inner(inputs)), name="outer")
+    names = [layer.name for layer in compat.all_layers(outer)]
+    assert names[0] == "outer" and "inner" in names and "inner_dense" in names and "top" in names
+
+
+def test_mlflow_tracking_uri_is_set_only_inside_the_block(tmp_path):
+    before = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    with compat.mlflow_tracking_uri(uri):
+        assert mlflow.get_tracking_uri() == uri
+    assert mlflow.get_tracking_uri() == before
+    with compat.mlflow_tracking_uri(None):
+        assert mlflow.get_tracking_uri() == before
+
+
+def test_exit_stops_an_idle_thread_pool_runs_exit_handlers_and_keeps_the_code(tmp_path):
+    # An idle ThreadPoolExecutor worker used to keep a finished stage alive for ever.
+    script = textwrap.dedent("""
+        import atexit, sys
+        from concurrent.futures import ThreadPoolExecutor
+        from pathlib import Path
+        from painter_id.core.compat import exit_now, finish_threads
+        pool = ThreadPoolExecutor(2)
+        pool.submit(lambda: None).result()
+        atexit.register(lambda: Path("atexit.txt").write_text("ran"))
+        print("left:", finish_threads(5), flush=True)
+        exit_now(3)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.strip() == "left: []" and (tmp_path / "atexit.txt").read_text() == "ran"
