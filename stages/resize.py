@@ -21,9 +21,6 @@ from painter_id.data.report import log_train_test_counts
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["path", "artist", "source"]
-
-
 def main() -> None:
     """Resize the oversampled training split and the test split into ``data/resized``."""
     params = load_section("resize")
@@ -41,8 +38,8 @@ def main() -> None:
             resized.resize_to_npy([(row["path"], row["sha256"]) for row in rows], resized.array_path(name, tmp),
                                   params, workers, f"resize {name}")
             # The test split has no copies: its source column is empty (and absent from test.csv).
-            out = [[row["path"], row["artist"], row.get("source") or ""] for row in rows]
-            write_csv(resized.table_path(name, tmp), COLUMNS, out)
+            out = [[row["path"], row["artist"], row.get("source") or "", row["sha256"]] for row in rows]
+            write_csv(resized.table_path(name, tmp), resized.COLUMNS, out)
         resized.write_format(tmp, params.image_size, params.mode)
     log_train_test_counts(log, (row["artist"] for row in splits["train"]), (row["artist"] for row in splits["test"]))
 

@@ -82,3 +82,100 @@ def exit_now(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+# TensorFlow's native start-up lines on a machine without a GPU: written by absl before its log
+# level is read (tensorflow/tensorflow#100442), so TF_CPP_MIN_LOG_LEVEL cannot silence them.
+TF_STARTUP_NOISE = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers on your machine",
+    "failed call to cuInit",
+    "Unable to register cu",  # cuFFT/cuDNN/cuBLAS factories registered twice
+    "TF-TRT Warning",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions",
+)
+
+
+@contextlib.contextmanager
+def _filtered_native_stderr() -> Iterator[None]:
+    """While open, what native code writes to file descriptor 2 is held back; then all but the noise is written."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not any(noise in line for noise in TF_STARTUP_NOISE):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+class _QuietTensorFlowFinder:
+    """Imports ``tensorflow`` (and finds its devices) with its start-up noise filtered out."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        loader = spec.loader
+
+        class QuietLoader:
+            def __getattr__(self, name):  # anything else a loader answers (resources, source): the real one's
+                return getattr(loader, name)
+
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                with _filtered_native_stderr():
+                    loader.exec_module(module)
+                    # The CUDA probe ("failed call to cuInit") runs at the first device query: now.
+                    module.config.list_physical_devices("GPU")
+
+        spec.loader = QuietLoader()
+        return spec
+
+
+def quiet_tensorflow_startup() -> None:
+    """Make the first ``import tensorflow`` of this process print none of TensorFlow's start-up noise.
+
+    Lines that are not known noise are still written, after the import. Installing twice does
+    nothing more.
+    """
+    if not any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+def log_pyfunc_model(**kwargs):
+    """``mlflow.pyfunc.log_model(**kwargs)`` without loading the model back to check its input example.
+
+    MLflow 3 logs the input example and the signature, then loads the model and predicts the
+    example to "validate the serving input" (seconds, TensorFlow started, only a warning on
+    failure). ``mlflow.pyfunc.log_model`` cannot skip that; ``Model.log`` reads the private
+    ``validate_serving_input`` switch, but hands every keyword to the flavor's ``save_model``,
+    which refuses it, so the flavor here is ``mlflow.pyfunc`` without that keyword.
+    """
+    import types
+
+    import mlflow
+    from mlflow.models import Model
+
+    def save_model(validate_serving_input=None, **rest):
+        return mlflow.pyfunc.save_model(**rest)
+
+    flavor = types.SimpleNamespace(__name__="mlflow.pyfunc", save_model=save_model)
+    return Model.log(artifact_path=None, flavor=flavor, validate_serving_input=False, flavor_name="pyfunc", **kwargs)

@@ -16,6 +16,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageOps
 
+from painter_id.core.params import RESIZE_MODES
+
 # Only the pixel-count check below decides what is too large; Pillow's own guard would
 # raise a warning or error with a different limit than data.max_pixels.
 Image.MAX_IMAGE_PIXELS = None
@@ -24,7 +26,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 # The full-scale value of each one-channel mode deeper than 8 bits.
 HIGH_DEPTH_RANGE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
 
-from painter_id.core.params import RESIZE_MODES
 
 
 class ImageRejected(Exception):

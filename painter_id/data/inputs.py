@@ -11,6 +11,10 @@ from typing import Sequence
 
 from painter_id.core.errors import PipelineError
 from painter_id.core.params import RESIZE_MODES
+from painter_id.core.paths import FEATURES_INFO
+
+# Written by the features stage into data/features/info.json; bumped when what it writes changes.
+FEATURES_FORMAT = 1
 
 
 def read_csv(path: os.PathLike | str, columns: Sequence[str], hint: str,
@@ -79,4 +83,13 @@ def read_image_format(path: os.PathLike | str, hint: str) -> dict:
     if (not isinstance(info, dict) or info.get("mode") not in RESIZE_MODES
             or not isinstance(size, int) or isinstance(size, bool)):
         raise PipelineError(f"{path}: must hold the images' size and resize mode; {hint}")
+    return info
+
+
+def read_features_info(path: os.PathLike | str = FEATURES_INFO) -> dict:
+    """``data/features/info.json``: whether the frozen backbone's features apply, and what made them."""
+    hint = "run `dvc repro features` to write it again"
+    info = read_json(path, hint)
+    if not isinstance(info, dict) or info.get("format") != FEATURES_FORMAT or not isinstance(info.get("used"), bool):
+        raise PipelineError(f"{path}: not written by this version of the features stage; {hint}")
     return info

@@ -8,8 +8,9 @@ steps take that from the data, not from params.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +28,8 @@ from painter_id.data.inputs import read_csv, read_image_format, read_listed_imag
 RESIZED_DIR = paths.RESIZED_DIR
 FORMAT_FILE = paths.RESIZED_FORMAT
 RESIZE_HINT = "run `dvc repro resize` to rebuild data/resized"
+# data/resized/{train,test}.csv: one row per image of the array, in its order.
+COLUMNS = ["path", "artist", "source", "sha256"]
 
 
 
@@ -38,6 +41,7 @@ class Split:
     paths: list[str]
     artists: list[str]
     sources: list[str]
+    digests: list[str] = field(default_factory=list)  # the SHA-256 of each row's image file
 
     @property
     def size(self) -> int:
@@ -65,7 +69,10 @@ def load_split(name: str, root: os.PathLike | str = RESIZED_DIR, allow_empty: bo
     ``allow_empty``: a split without rows is valid (the test split of ``split.test_size: 0``).
     """
     arrays, table = array_path(name, root), table_path(name, root)
-    rows = read_csv(table, ["path", "artist"], RESIZE_HINT, allow_empty)
+    # "source" is empty for an original painting: required as a column, not as a value.
+    rows = read_csv(table, ["path", "artist", "sha256"], RESIZE_HINT, allow_empty)
+    if rows and "source" not in rows[0]:
+        raise PipelineError(f"{table}: missing column(s) source; {RESIZE_HINT}")
     try:
         images = np.load(arrays, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
@@ -86,6 +93,7 @@ def load_split(name: str, root: os.PathLike | str = RESIZED_DIR, allow_empty: bo
         paths=[row["path"] for row in rows],
         artists=[row["artist"] for row in rows],
         sources=[row.get("source") or "" for row in rows],
+        digests=[row["sha256"] for row in rows],
     )
 
 
@@ -176,3 +184,18 @@ def resize_to_npy(files: list[tuple[str, str]], dest: Path, params: ResizeParams
         write_array_header_1_0(handle, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape})
         for image in workers.map(load_one, jobs, desc=desc):
             handle.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+
+
+def dataset(train: Split, test: Split, source: str) -> dict:
+    """What MLflow records as a run's dataset: the original paintings (not the oversampled copies).
+
+    ``digest``: a hash of the SHA-256 of every original painting of both splits, whatever the
+    split, its seed or the image size; two runs with the same digest saw the same paintings.
+    """
+    originals = sorted({digest for split in (train, test) for digest, copy in zip(split.digests, split.sources)
+                        if not copy})
+    artists = {artist for split in (train, test) for artist in split.artists}
+    digest = hashlib.sha256("\n".join(originals).encode("ascii")).hexdigest()[:16]
+    return {"name": f"paintings-{digest[:8]}", "digest": digest, "source": source,
+            "profile": {"paintings": len(originals), "artists": len(artists),
+                        "train_rows": len(train.paths), "test_rows": len(test.paths)}}

@@ -14,13 +14,13 @@ import difflib
 import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import keras
 
 from painter_id.core.errors import PipelineError, first_line
+from painter_id.model.registry import SIMPLE_CNN, Backbone, check_size
 
 log = logging.getLogger(__name__)
 
@@ -78,74 +78,16 @@ class Preprocess(keras.layers.Layer):
 keras.saving.get_custom_objects()["stages>Preprocess"] = Preprocess
 
 
-@dataclass(frozen=True)
-class Backbone:
-    """One registry entry: how to build the network and what its input must look like."""
-
-    name: str
-    preprocess: str
-    min_size: int
-    takes_alpha: bool = False
-
-    @property
-    def has_imagenet_weights(self) -> bool:
-        return self.name != SIMPLE_CNN
 
 
-SIMPLE_CNN = "simple_cnn"
 
-# Minimum sizes are those keras.applications enforces with include_top=False.
-_ENTRIES = [
-    Backbone("InceptionResNetV2", "tf", 75),
-    Backbone("InceptionV3", "tf", 75),
-    Backbone("Xception", "tf", 71),
-    Backbone("ResNet50", "caffe", 32),
-    Backbone("ResNet101", "caffe", 32),
-    Backbone("ResNet152", "caffe", 32),
-    Backbone("ResNet50V2", "tf", 32),
-    Backbone("ResNet101V2", "tf", 32),
-    Backbone("ResNet152V2", "tf", 32),
-    Backbone("VGG16", "caffe", 32),
-    Backbone("VGG19", "caffe", 32),
-    Backbone("DenseNet121", "torch", 32),
-    Backbone("DenseNet169", "torch", 32),
-    Backbone("DenseNet201", "torch", 32),
-    *(Backbone(f"EfficientNetB{i}", "none", 32) for i in range(8)),
-    *(Backbone(f"EfficientNetV2{v}", "none", 32) for v in ("B0", "B1", "B2", "B3", "S", "M", "L")),
-    Backbone("MobileNet", "tf", 32, takes_alpha=True),
-    Backbone("MobileNetV2", "tf", 32, takes_alpha=True),
-    # Keras builds MobileNetV3 and ConvNeXt with their preprocessing inside (include_preprocessing
-    # defaults to True): a Rescaling to [-1, 1], an ImageNet mean/std Normalization.
-    Backbone("MobileNetV3Small", "none", 32, takes_alpha=True),
-    Backbone("MobileNetV3Large", "none", 32, takes_alpha=True),
-    *(Backbone(f"ConvNeXt{v}", "none", 32) for v in ("Tiny", "Small", "Base", "Large", "XLarge")),
-    # Trained at 224 (Mobile) and 331 px (Large); without the classifier top any size from 32 works.
-    Backbone("NASNetMobile", "tf", 32),
-    Backbone("NASNetLarge", "tf", 32),
-    Backbone(SIMPLE_CNN, "unit", 16),
-]
-BACKBONES: dict[str, Backbone] = {entry.name: entry for entry in _ENTRIES}
 
 # The filters of simple_cnn's Conv2D + MaxPooling2D blocks, as in the seed notebooks.
 SIMPLE_CNN_FILTERS = (32, 64, 128)
 
 
-def get_backbone(name: str) -> Backbone:
-    """The registry entry for ``model.backbone``, or a one-line error listing the valid names."""
-    if name in BACKBONES:
-        return BACKBONES[name]
-    close = difflib.get_close_matches(name, list(BACKBONES), n=1)
-    hint = f"did you mean {close[0]}? " if close else ""
-    raise PipelineError(f"params.yaml: model.backbone is {name!r}; {hint}use one of {', '.join(BACKBONES)}")
 
 
-def check_size(entry: Backbone, size: int) -> None:
-    """Stop with a one-line error when the images are smaller than the backbone accepts."""
-    if size < entry.min_size:
-        raise PipelineError(
-            f"params.yaml: resize.image_size is {size} (the size of the images in data/resized) but "
-            f"{entry.name} needs at least {entry.min_size}; set resize.image_size to {entry.min_size} or more"
-        )
 
 
 def keras_cache_dir() -> Path:
@@ -153,21 +95,23 @@ def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
 
 
-def resolve_weights(weights: Optional[str], root: Path) -> Optional[str]:
-    """``model.weights`` as Keras takes it: ``None``, ``"imagenet"`` or an absolute file path."""
-    if weights is None or weights == "imagenet":
+def resolve_weights(weights: str, weights_file: str, root: Path) -> Optional[str]:
+    """``model.weights`` as Keras takes it: ``None`` (random), ``"imagenet"`` or the absolute path of ``model.weights_file``."""
+    if weights == "random":
+        return None
+    if weights == "imagenet":
         return weights
-    path = Path(weights).expanduser()
+    path = Path(weights_file).expanduser()
     if not path.is_absolute():
         path = root / path
     if not path.is_file():
         raise PipelineError(
-            f"params.yaml: model.weights is {weights!r} but {path} does not exist; "
-            "give the path of a .h5 / .weights.h5 file (relative to the project root), 'imagenet' or null"
+            f"params.yaml: model.weights_file is {weights_file!r} but {path} does not exist; "
+            "give the path of a .h5 / .weights.h5 file (relative to the project root)"
         )
     if path.suffix != ".h5":
         raise PipelineError(
-            f"params.yaml: model.weights is {weights!r}; Keras loads backbone weights from .h5 or "
+            f"params.yaml: model.weights_file is {weights_file!r}; Keras loads backbone weights from .h5 or "
             ".weights.h5 files only"
         )
     return str(path)
@@ -190,7 +134,7 @@ def _download_failure(entry: Backbone, exc: Exception) -> PipelineError:
     return PipelineError(
         f"params.yaml: model.weights is 'imagenet' but the ImageNet weights of {entry.name} could not "
         f"be downloaded (offline?); put {wanted} into $KERAS_HOME/models/ (now {keras_cache_dir()}) "
-        "or set model.weights to the path of a local weights file"
+        "or set model.weights: file and model.weights_file to a local weights file"
     )
 
 

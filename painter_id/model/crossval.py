@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import warnings
-from dataclasses import replace
-from typing import Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
@@ -23,8 +21,6 @@ from painter_id.core.errors import PipelineError
 from painter_id.core.params import Params, TrainParams
 from painter_id.data.resized import Split, validation_split
 from painter_id.evaluation.scores import score
-from painter_id.model.network import Network
-from painter_id.model.training import EpochLog, FitInputs, predict_rows, prepare_fit, train
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +62,9 @@ def fold_rows(split: Split, k: int, seed: int) -> list[tuple[np.ndarray, np.ndar
 
 
 def summarize_folds(scores: Sequence[dict[str, float]]) -> dict[str, float]:
-    """``metrics/cv.json``: the folds, paintings scored, and mean, std (n-1) and standard error per metric."""
+    """``metrics/cv.json``: what was scored (folds, paintings), then the mean, std (n-1) and standard error per metric."""
     k = len(scores)
-    out: dict[str, float] = {"folds": k, "paintings": int(sum(s["n_test"] for s in scores))}
+    out: dict = {"scored_on": f"{k}-fold cross-validation over {sum(s['n_test'] for s in scores)} paintings"}
     for name in CV_METRICS:
         values = np.array([s[name] for s in scores], dtype=float)
         std = float(values.std(ddof=1)) if k > 1 else 0.0
@@ -86,33 +82,27 @@ def fold_split(data: Split, rows: np.ndarray, params: TrainParams) -> tuple[np.n
     return rows[train_idx], rows[val_idx]
 
 
-def cross_validate(params: Params, data: Split, y: np.ndarray, n_classes: int,
-                   solved: Optional[tuple[Network, FitInputs]] = None) -> dict:
-    """Train and score ``train.cv_folds`` folds, each from fresh weights; ``{"folds": 0}`` when off.
+# How a fold is trained and scored: given its (training rows, validation rows) and the rows to
+# score, return the class probabilities of the scored rows.
+FitAndPredict = Callable[[tuple[np.ndarray, np.ndarray], np.ndarray], np.ndarray]
 
-    ``solved``: the final model's network and cached features when its head is solved by
-    L-BFGS, which starts from zero and so needs no fresh weights: the folds reuse them instead
-    of building the network and looking the features up again (seconds a fold).
+
+def cross_validate(params: Params, data: Split, y: np.ndarray, fit_and_predict: FitAndPredict) -> dict:
+    """Train and score ``train.cv_folds`` folds with ``fit_and_predict``; ``{}`` when cross-validation is off.
+
+    Each fold applies ``train.validation_split`` within its training rows, as the final model
+    does with all of them, and is scored on its held-out originals.
     """
-    import keras
-
     k = params.train.cv_folds
     if not k:
-        return {"folds": 0}
+        return {}
     scores = []
-    start = time.monotonic()
     for fold, (train_rows, scored) in enumerate(fold_rows(data, k, params.train.seed), 1):
         split = fold_split(data, train_rows, params.train)
-        net, inputs = ((solved[0], replace(solved[1], split=split)) if solved
-                       else prepare_fit(params, data, y, split, n_classes))
-        train(net, inputs, params, EpochLog())
-        scores.append(score(y[scored], predict_rows(inputs.model, inputs.x, scored, params.train.batch_size)))
+        scores.append(score(y[scored], fit_and_predict(split, scored)))
         log.info("fold %d/%d: accuracy %.3f, macro F1 %.3f on %d paintings", fold, k, scores[-1]["accuracy"],
                  scores[-1]["macro_f1"], len(scored))
-        if not solved:
-            keras.backend.clear_session()  # the fold's graphs and weights: the next fold builds its own
-    summary = {**summarize_folds(scores), "seconds": round(time.monotonic() - start, 1)}
-    log.info("%d-fold cross-validation over %d paintings: accuracy %.3f +- %.3f (standard error), macro F1 %.3f, "
-             "top-5 %.3f", k, summary["paintings"], summary["accuracy_mean"], summary["accuracy_sem"],
-             summary["macro_f1_mean"], summary["top5_accuracy_mean"])
+    summary = summarize_folds(scores)
+    log.info("%s: accuracy %.3f +- %.3f (standard error), macro F1 %.3f, top-5 %.3f", summary["scored_on"],
+             summary["accuracy_mean"], summary["accuracy_sem"], summary["macro_f1_mean"], summary["top5_accuracy_mean"])
     return summary

@@ -18,7 +18,6 @@ replicated with ``Strategy.run``, and the same Keras callbacks. Every other stra
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 from typing import Callable, Mapping, Optional, Sequence
@@ -27,53 +26,19 @@ import keras
 import tensorflow as tf
 
 from painter_id.core.errors import PipelineError, first_line
+from painter_id.model.cluster import check_tf_config
 
 log = logging.getLogger(__name__)
 
 
-def _check_tf_config(raw: Optional[str]) -> Optional[dict]:
-    """``TF_CONFIG`` parsed and checked (``None`` when unset): a bad one is a one-line error."""
-    if not raw:
-        log.warning("train.strategy is multi_worker but TF_CONFIG is not set: training on this machine alone")
-        return None
-    try:
-        config = json.loads(raw)
-        workers = config["cluster"]["worker"]
-        task = config["task"]
-        valid = task["type"] in ("chief", "worker") and isinstance(task["index"], int) and bool(workers)
-    except (ValueError, KeyError, TypeError):
-        valid = False
-    if not valid:
-        raise PipelineError(
-            "TF_CONFIG: not a valid cluster description; set it to "
-            '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}} '
-            "with this machine's index"
-        )
-    return config
 
 
-def is_chief(strategy_name: str, env: Optional[Mapping[str, str]] = None) -> bool:
-    """Whether this process records the training: its MLflow run, ``models/`` and ``metrics/``.
-
-    True unless ``train.strategy`` is ``multi_worker`` and ``TF_CONFIG`` names another task as
-    the chief. TensorFlow's rule (``keras`` ``multi_worker_util.is_chief``): the task of type
-    ``chief`` when the cluster has one, else worker 0. Without ``TF_CONFIG`` the machine
-    trains alone and is its own chief.
-    """
-    env = os.environ if env is None else env
-    if strategy_name != "multi_worker" or not env.get("TF_CONFIG"):
-        return True
-    config = _check_tf_config(env["TF_CONFIG"])
-    task = config["task"]
-    if task["type"] == "chief":
-        return True
-    return "chief" not in config["cluster"] and task["index"] == 0
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy ``train.strategy`` names; build and compile models in its scope."""
     if name == "multi_worker":
-        _check_tf_config(os.environ.get("TF_CONFIG"))
+        check_tf_config(os.environ.get("TF_CONFIG"))
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
         gpus = [device.name for device in tf.config.list_logical_devices("GPU")]

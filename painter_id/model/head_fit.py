@@ -1,18 +1,18 @@
-"""Full-batch fit of the softmax head on cached backbone features (L-BFGS, NumPy + SciPy).
+"""The head solved on a frozen backbone's features: full-batch L-BFGS, NumPy and SciPy, no TensorFlow.
 
 With the whole backbone frozen, training reduces to a multinomial logistic regression on
-the cached pooled features: a convex problem that fits in memory. Keras' mini-batch epochs
+the backbone's pooled features (``data/features``): a convex problem that fits in memory. Keras' mini-batch epochs
 walk towards its optimum in hundreds of noisy steps; :func:`solve` finds it directly with
 L-BFGS and analytic gradients, in float64. The objective is exactly the one Keras minimises
 for the ``artist`` Dense layer (``model.l2`` as ``keras.regularizers.L2``, ``train.class_weight``
-as per-sample weights)::
+as per-sample weights; ``model.dropout`` does not apply: nothing is random in a full-batch solve)::
 
     (1/n) * sum_i w[y_i] * -log softmax(x_i W + b)[y_i]  +  l2 * sum(W**2)
 
 Keras' ``sum_over_batch_size`` reduction divides the weighted sum by the number of rows, not
 by the sum of the weights, and its L2 penalty covers the kernel only, never the bias. The
-solved kernel and bias are then set into the model's ``artist`` layer by the train stage,
-so ``models/model.keras`` is the usual full network.
+solved kernel and bias are the ``artist`` layer of the model a user loads
+(:mod:`painter_id.model.model_files` assembles it with the extractor).
 
 scikit-learn's ``LogisticRegression(C=1 / (2 * n * l2))`` with ``sample_weight = w[y]``
 minimises the same problem (scaled by ``1 / (2 * n * l2)``; its lbfgs solver leaves the
@@ -22,12 +22,18 @@ every iteration for ``metrics/history.csv``, and also runs with ``l2 = 0``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
+
+from painter_id.model.balance import row_weights
+from painter_id.model.history import Rows
+
+log = logging.getLogger(__name__)
 
 # L-BFGS stops when the largest gradient component falls below GTOL, the objective's relative
 # decrease below FTOL, or after MAX_ITER iterations. Tight, because pooled features can be small
@@ -123,3 +129,45 @@ def solve(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, sample_weight
 def predict(kernel: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Class probabilities of the head for feature rows ``x``."""
     return softmax(np.asarray(x, dtype=np.float64) @ kernel + bias)
+
+
+def _history_row(step: int, kernel: np.ndarray, bias: np.ndarray, parts: dict, l2: float) -> dict[str, float]:
+    """One row of ``metrics/history.csv`` for a solver iterate: loss and accuracy, on training and validation rows."""
+    row = {"epoch": step, "learning_rate": float("nan")}
+    for prefix, (x, y, w) in parts.items():
+        if not len(x):  # no validation rows: val_* stay empty, as in Keras' history
+            row[f"{prefix}loss"] = row[f"{prefix}accuracy"] = float("nan")
+            continue
+        row[f"{prefix}loss"] = objective(kernel, bias, x, y, np.ones(len(x)) if w is None else w, l2)[0]
+        row[f"{prefix}accuracy"] = float(np.mean((x @ kernel + bias).argmax(1) == y))
+    return row
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, split: tuple[np.ndarray, np.ndarray], n_classes: int, l2: float,
+             class_weight: str, on_rows: Optional[Callable[[Rows], None]] = None) -> tuple[HeadSolution, Rows]:
+    """Solve the head on feature rows ``split[0]``; history rows measure ``split[1]`` too (validation, unweighted).
+
+    Returns the solution and one history row per iteration (the objective on the training rows,
+    penalty included, as Keras reports its loss; accuracies). No early stopping: the L2 penalty
+    regularises, and the last iterate, the optimum, is kept. ``on_rows`` gets the rows at the end.
+    """
+    train_idx, val_idx = split
+    weight = row_weights(y[train_idx], n_classes, class_weight)
+    parts = {"": (np.asarray(x[train_idx], np.float64), y[train_idx], weight),
+             "val_": (np.asarray(x[val_idx], np.float64), y[val_idx], None)}
+    rows: Rows = []
+
+    def on_iteration(kernel: np.ndarray, bias: np.ndarray) -> None:
+        rows.append(_history_row(len(rows) + 1, kernel, bias, parts, l2))
+
+    if l2 == 0:
+        log.warning("model.l2 is 0: separable features have no best head, so the solver stops at its cap of %d "
+                    "iterations; a small model.l2 (0.001) gives a unique answer", MAX_ITER)
+    solution = solve(parts[""][0], parts[""][1], n_classes, l2, weight, on_iteration)
+    if not solution.iterations:  # already optimal at zero (features without signal): one row for the record
+        on_iteration(solution.kernel.astype(np.float64), solution.bias.astype(np.float64))
+    log.info("head solved by L-BFGS in %d iterations%s", solution.iterations,
+             "" if solution.converged else f" (stopped at the cap of {MAX_ITER}, not converged)")
+    if on_rows is not None:
+        on_rows(rows)
+    return solution, rows

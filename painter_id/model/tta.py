@@ -7,18 +7,12 @@ then treats every view exactly as it treats a training image.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional, Sequence
-
 import keras
 import numpy as np
 from tqdm import tqdm
 
 from painter_id.core.params import TTA_MODES
-from painter_id.model import feature_cache
 
-# Modes whose views are slices of the image array (no copy), so each view's features can be cached.
-CACHEABLE_MODES = ("none", "flip")
 ZOOM_CROP = 0.9  # flip_crops: the centre square covering this share of each side, resized back
 
 
@@ -67,23 +61,3 @@ def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int, mode:
             np.asarray(model.predict_on_batch(view), dtype=np.float32) for view in batch_views
         ) / len(batch_views)
     return probs
-
-
-def cached_probs(model: keras.Model, images: np.ndarray, mode: str, sources: Sequence[Path],
-                 root: Optional[Path] = None) -> Optional[np.ndarray]:
-    """:func:`predict_probs` through the frozen-feature cache, or ``None`` where it cannot serve.
-
-    With nothing before the head trained (:func:`feature_cache.frozen_extractor`), the
-    backbone features of each view are computed once per network (its config and weights)
-    and data (the sha256 of ``sources``, the files ``images`` come from), then only the head
-    runs: a sweep over head params scores its test split without the backbone. ``flip_crops``
-    is not cached: its zoom is a new array, not a view.
-    """
-    extractor = feature_cache.frozen_extractor(model) if mode in CACHEABLE_MODES else None
-    if extractor is None:
-        return None
-    key = {"use": "predict", "network": feature_cache.network_identity(extractor),
-           "data": feature_cache.data_identity(sources)}
-    probs = [feature_cache.head_probs(model, feature_cache.features_for(model, view, {**key, "view": index}, root)[0])
-             for index, view in enumerate(views(images, mode))]
-    return sum(probs) / len(probs)

@@ -56,7 +56,7 @@ def resize_mode(model_path: Path, size: int) -> str:
     Read from ``preprocessing.json`` beside the model; a model without one (trained before
     it existed) falls back to ``params.yaml`` in the current folder, else ``pad``.
     """
-    info_path = model_path.parent / model_files.PREPROCESSING_FILE.name
+    info_path = model_files.folder(model_path) / model_files.PREPROCESSING_FILE.name
     if info_path.exists():
         info = model_files.read_preprocessing(info_path)
         if info["size"] != size:
@@ -110,9 +110,10 @@ def mlflow_predictor(uri: str, top_k: int = 3, tta_mode: str = "none", batch_siz
 
 def file_predictor(model_path: Path, labels_path: Optional[Path] = None, top_k: int = 3, tta_mode: str = "none",
                    batch_size: int = 32) -> Predictor:
-    """A :class:`Predictor` from a ``.keras`` file with ``labels.json`` (unless named) and ``preprocessing.json`` beside it."""
+    """A :class:`Predictor` from a model folder (``models/``) or ``.keras`` file, with ``labels.json`` (unless named)
+    and ``preprocessing.json`` in it or beside it."""
     model = model_files.load_model(model_path)
-    labels_path = labels_path or model_path.parent / model_files.LABELS_FILE.name
+    labels_path = labels_path or model_files.folder(model_path) / model_files.LABELS_FILE.name
     labels = model_files.read_labels(labels_path)
     model_files.check_classes(model, labels, model_path, labels_path)
     mode = resize_mode(model_path, int(model.input_shape[1]))

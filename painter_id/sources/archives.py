@@ -174,7 +174,8 @@ def _extract(archive: Path, kind: str, root: Path, max_bytes: int) -> int:
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
         raise PipelineError(f"{archive}: corrupted or unsupported archive ({type(exc).__name__}); check the file") from None
     except OSError as exc:
-        raise PipelineError(f"{archive}: cannot extract ({exc.strerror or type(exc).__name__}); check the file and free space") from None
+        raise PipelineError(f"{archive}: cannot extract ({exc.strerror or type(exc).__name__}); "
+                            "check the file and free space") from None
 
 
 def bomb_message(archive: Path, member: Optional[str] = None) -> str:

@@ -70,7 +70,8 @@ def prepare_source(params: DataParams, work: Path) -> Path:
     if path.is_dir():
         return path
     if not path.is_file():
-        raise PipelineError(f"data.path {params.path}: no such folder or archive; set data.path to the Kaggle-layout folder or .zip/.tar.gz")
+        raise PipelineError(f"data.path {params.path}: no such folder or archive; "
+                            "set data.path to the Kaggle-layout folder or .zip/.tar.gz")
     return extract_archive(path, work / "extracted", params.max_archive_bytes)
 
 

@@ -37,11 +37,12 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from PIL import Image
 
-from painter_id.core.compat import mlflow_tracking_uri
+from painter_id.core.compat import log_pyfunc_model, mlflow_tracking_uri
 from painter_id.core.errors import PipelineError, first_line
 from painter_id.core.params import TTA_MODES, DataParams
+from painter_id.core.paths import EXTRACTOR_FILE, HEAD_FILE, LABELS_FILE, MODEL_FILE, PREPROCESSING_FILE
 from painter_id.data.images import ImageRejected, load_square
-from painter_id.model import model_files, tta
+from painter_id.model import model_files
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ NAME = "model"  # the logged model's name inside the run
 DEFAULT_TOP_K = 5
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # painter_id/, copied into every logged model
 # MLflow executes this file when it loads the model; it must call set_model.
-MODEL_CODE = "import mlflow\nfrom painter_id.tracking.mlflow_model import PainterModel\n\nmlflow.models.set_model(PainterModel())\n"
+MODEL_CODE = ("import mlflow\nfrom painter_id.tracking.mlflow_model import PainterModel\n\n"
+              "mlflow.models.set_model(PainterModel())\n")
 # Pinned from what is installed: MLflow's own inference takes ~20 s and misses keras and pillow.
 REQUIREMENTS = ("mlflow", "tensorflow", "keras", "pillow", "numpy", "pandas", "tqdm")
 OUTPUT_COLUMNS = ["index", "rank", "artist", "probability"]
@@ -84,8 +86,10 @@ class PainterModel(PythonModel):
     """Raw image files in, each one's most likely painters out (see the module docstring)."""
 
     def load_context(self, context) -> None:
-        """Load the Keras model, its labels and image format from the model's artifacts."""
-        self.model = model_files.load_model(context.artifacts["model"])
+        """Load the model (one Keras file, or an extractor and a solved head), its labels and image format."""
+        artifacts = context.artifacts
+        self.model = (model_files.load_model(artifacts["model"]) if "model" in artifacts
+                      else model_files.load_model(artifacts["extractor"], head=artifacts["head"]))
         self.labels = model_files.read_labels(context.artifacts["labels"])
         image_format = model_files.read_preprocessing(context.artifacts["preprocessing"])
         self.size, self.mode = int(image_format["size"]), image_format["mode"]
@@ -108,11 +112,17 @@ class PainterModel(PythonModel):
 
     def probabilities(self, images: list, mode: str = "none") -> np.ndarray:
         """Class probabilities of the ``image`` cells, averaged over the ``mode`` views (:mod:`painter_id.model.tta`)."""
+        from painter_id.model import tta  # TensorFlow: only where a model predicts
+
         batch = np.stack([self.decode(value, row) for row, value in enumerate(images)])
         return tta.predict_probs(self.model, batch, self.batch_size, mode)
 
-    def predict(self, context, model_input, params: Optional[dict] = None) -> pd.DataFrame:
-        """The ``top_k`` most likely painters of every image, most likely first."""
+    def predict(self, context, model_input: pd.DataFrame, params: Optional[dict] = None) -> pd.DataFrame:
+        """The ``top_k`` most likely painters of every image, most likely first.
+
+        A DataFrame (MLflow infers no schema from that hint, so the model checks its own input,
+        row by row, with messages a user can act on).
+        """
         params = params or {}
         mode = params.get("tta") or "none"
         if mode not in TTA_MODES:
@@ -143,18 +153,27 @@ def _active_run(uri: str, run_id: str) -> Iterator[None]:
         yield
 
 
+def model_artifacts() -> dict[str, str]:
+    """The files of ``models/`` the MLflow Model carries: one Keras file, or the extractor and the solved head."""
+    model = ({"model": str(MODEL_FILE)} if MODEL_FILE.is_file()
+             else {"extractor": str(EXTRACTOR_FILE), "head": str(HEAD_FILE)})
+    return {**model, "labels": str(LABELS_FILE), "preprocessing": str(PREPROCESSING_FILE)}
+
+
 def log_model(uri: str, run_id: str, example: bytes) -> str:
     """Log ``models/`` (model, labels, image format) as a pyfunc MLflow Model of run ``run_id``; return its model id.
 
     The run's params and the metrics logged so far are copied onto the model by MLflow;
-    ``evaluate`` links the test metrics to it through the id (``models/run.json``).
+    ``evaluate`` links the test metrics to it through the id (``models/run.json``). The
+    signature and input example are logged; the example is not predicted at logging time
+    (:func:`painter_id.core.compat.log_pyfunc_model`): the tests load every kind of model and
+    predict with it as users do.
     """
-    artifacts = {"model": str(model_files.MODEL_FILE), "labels": str(model_files.LABELS_FILE),
-                 "preprocessing": str(model_files.PREPROCESSING_FILE)}
+    artifacts = model_artifacts()
     with tempfile.TemporaryDirectory(prefix=".mlflow-model-") as folder, _active_run(uri, run_id):
         code = Path(folder) / "painter_model.py"
         code.write_text(MODEL_CODE, encoding="utf-8")
-        info = mlflow.pyfunc.log_model(
+        info = log_pyfunc_model(
             name=NAME, python_model=str(code), code_paths=[str(PACKAGE_DIR)], artifacts=artifacts,
             signature=signature(), input_example=(frame([example]), {"top_k": 3}),
             pip_requirements=requirements(),
@@ -176,7 +195,10 @@ def log_model_or_warn(uri: str, run_id: str, images: np.ndarray) -> Optional[str
 
 
 def project_store() -> str:
-    """The store the train stage writes: params.yaml's ``mlflow`` section here, else the default (``$MLFLOW_TRACKING_URI`` wins)."""
+    """The store the train stage writes: params.yaml's ``mlflow`` section here, else the default.
+
+    ``$MLFLOW_TRACKING_URI`` wins, as in the stages.
+    """
     from painter_id.core.params import MlflowParams, load_section
     from painter_id.core.paths import PARAMS_FILE
     from painter_id.tracking import store
