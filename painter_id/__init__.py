@@ -23,6 +23,13 @@ Nothing here imports a stage.
 
 import os
 
-# TensorFlow's C++ start-up chatter (oneDNN notes, CPU feature hints) buries the stage logs
-# in `dvc repro` output; errors still show. Set before anything imports TensorFlow.
+from painter_id.core.compat import quiet_tensorflow_startup
+
+# TensorFlow's C++ start-up chatter (oneDNN notes, CUDA probes on a CPU machine) buries the
+# stage logs in `dvc repro` output; errors still show. Set before anything imports TensorFlow.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_tensorflow_startup()
+# MLflow's own INFO lines (schema migrations, validation steps) and artifact progress bars are
+# noise in a stage's log; its warnings and errors still show, and the stages log what they record.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -18,7 +18,8 @@ DEFAULT_MODEL = "models:/painter-id@champion"
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command-line flags of ``painter-page``."""
-    parser = argparse.ArgumentParser(prog="painter-page", description="A local web page to try a model: pick a painting, see its top-5 painters.")
+    parser = argparse.ArgumentParser(prog="painter-page",
+                                     description="A local web page to try a model: pick a painting, see its top-5 painters.")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="MLflow model URI (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8765, help="default: %(default)s (0: any free port)")
     parser.add_argument("--max-mb", type=int, default=20, help="largest upload accepted (default: %(default)s)")

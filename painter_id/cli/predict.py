@@ -1,6 +1,6 @@
 """Command ``painter-predict``: which painter made these paintings? (not a DVC stage)
 
-    painter-predict IMAGE_OR_FOLDER... [--model models/model.keras | models:/painter-id@champion]
+    painter-predict IMAGE_OR_FOLDER... [--model models | models:/painter-id@champion]
         [--labels models/labels.json] [--top-k 3] [--tta none|flip|flip_crops]
 
 Prints CSV to stdout, ``path,rank,artist,probability``, the ``--top-k`` most likely artists
@@ -25,7 +25,7 @@ from typing import Optional, Sequence, TextIO
 from painter_id.cli.spreadsheet import SafeWriter
 from painter_id.core.errors import PipelineError
 from painter_id.core.params import TTA_MODES, DataParams
-from painter_id.core.paths import MODEL_FILE
+from painter_id.core.paths import MODELS_DIR
 from painter_id.core.runner import positive_int, run_stage
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER",
                         help="image files, or folders searched recursively for images")
-    parser.add_argument("--model", type=_model_arg, default=MODEL_FILE,
-                        help="a .keras file, or an MLflow model URI such as models:/painter-id@champion "
-                             "(default: %(default)s)")
+    parser.add_argument("--model", type=_model_arg, default=MODELS_DIR,
+                        help="the folder train writes, a .keras file, or an MLflow model URI such as "
+                             "models:/painter-id@champion (default: %(default)s)")
     parser.add_argument("--labels", type=Path, default=None,
                         help="the model's artist names (default: labels.json beside the model)")
     parser.add_argument("--top-k", type=positive_int, default=3,

@@ -28,7 +28,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--metric", default=DEFAULT_METRIC, help="default: %(default)s")
     parser.add_argument("--lowest", action="store_true", help="the lowest --metric is best (for a loss)")
     parser.add_argument("--name", default=DEFAULT_NAME, help="registered model (default: %(default)s)")
-    parser.add_argument("--alias", default=DEFAULT_ALIAS, help="alias moved to the new version (default: %(default)s)")
+    parser.add_argument("--alias", default=DEFAULT_ALIAS, help="alias moved to the run's version (default: %(default)s)")
+    parser.add_argument("--allow-other-dataset", action="store_true",
+                        help="move the alias even from a model trained on other paintings")
     add_store_arguments(parser)
     return parser.parse_args(argv)
 
@@ -40,8 +42,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from mlflow.exceptions import MlflowException
 
     from painter_id.tracking.compare import fetch_runs
-    from painter_id.tracking.registry import best_run, find_run, register
+    from painter_id.tracking.registry import best_run, check_names, check_same_dataset, find_run, register
 
+    check_names(args.name, args.alias)  # before anything is read or written
     uri, experiment = store_from_arguments(args, load_section("mlflow"))
     runs = fetch_runs(uri, experiment)
     if not runs:
@@ -49,12 +52,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     client = mlflow.MlflowClient(uri, registry_uri=uri)
     run = find_run(runs, args.run) if args.run else best_run(client, runs, args.metric, args.lowest)
     try:
-        version = register(client, run, args.name, args.alias)
+        if not args.allow_other_dataset:
+            check_same_dataset(client, run, args.name, args.alias)
+        version, created = register(client, run, args.name, args.alias)
     except MlflowException as exc:
         raise PipelineError(f"cannot register in {uri}: {first_line(exc)[:300]}") from None
     score = run.data.metrics.get(args.metric)
-    print(f"registered {args.name} version {version.version} from run {run.info.run_name} ({run.info.run_id}"
-          f"{f', {args.metric} {score:.4f}' if score is not None else ''}); "
+    scored_on = run.data.tags.get("scored_on")
+    print(f"{'registered' if created else 'already registered:'} {args.name} version {version.version} from run "
+          f"{run.info.run_name} ({run.info.run_id}"
+          f"{f', {args.metric} {score:.4f}' if score is not None else ''}{f' on {scored_on}' if scored_on else ''}); "
           f"alias {args.alias!r} -> version {version.version}: models:/{args.name}@{args.alias}")
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from painter_id.core.errors import PipelineError, show
-from painter_id.core.paths import PARAMS_FILE, UNUSED_SOURCE
+from painter_id.core.paths import PARAMS_FILE, UNUSED_FILE
 from painter_id.core.yaml_file import read_yaml
 
 # Integers must fit the 64-bit ints of NumPy, TensorFlow and MLflow.
@@ -41,8 +41,7 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 CLASS_WEIGHTS = ("balanced", "none")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "mirrored", "multi_worker")
-CACHE_MODES = ("auto", "off")
-HEAD_SOLVERS = ("auto", "lbfgs", "minibatch")
+WEIGHTS = ("random", "imagenet", "file")
 TTA_MODES = ("none", "flip", "flip_crops")
 
 # Params that were renamed: an old name is a one-line error naming the new one.
@@ -53,6 +52,13 @@ RENAMED = {
     "train.rotation": "train.rotation_turns",
     "train.zoom": "train.zoom_fraction",
     "resize.workers": "runtime.workers",
+    "evaluate.batch_size": "runtime.predict_batch_size",
+}
+# Params that went away: a one-line error says why, instead of "unknown key".
+REMOVED = {
+    "train.feature_cache": "the features stage computes a frozen backbone's features, and DVC caches them",
+    "evaluate.feature_cache": "the features stage computes a frozen backbone's features, and DVC caches them",
+    "train.head_solver": "a head on frozen features is always solved exactly (L-BFGS); a backbone that trains, by epochs",
 }
 
 
@@ -77,11 +83,6 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        raise PipelineError(f"params.yaml: {name} is {show(value)}; use one of {', '.join(map(str, choices))}")
-
-
 def _check_range(name: str, value: float, meta: dict) -> None:
     low, high = meta["low"], meta["high"]
     too_low = low is not None and (value <= low if meta["low_open"] else value < low)
@@ -100,7 +101,9 @@ def check_declared(section: str, params: Any) -> None:
             if item is None or isinstance(item, bool):
                 continue
             if meta["choices"] and not isinstance(item, (int, float)):
-                _check_choice(name, item, meta["choices"])
+                if item not in meta["choices"]:
+                    raise PipelineError(f"params.yaml: {name} is {show(item)}; use one of "
+                                        f"{', '.join(map(str, meta['choices']))} ({meta['help']})")
             elif isinstance(item, (int, float)):
                 _check_range(name, item, meta)
 
@@ -115,9 +118,9 @@ class DataParams:
     """``data``: where the paintings come from and which artists are kept."""
 
     source: str = param("synthetic", "where the paintings come from", choices=SOURCES)
-    url: Optional[str] = param(str(UNUSED_SOURCE), "source url: http(s) link to a .zip or .tar.gz in the Kaggle "
+    url: Optional[str] = param(str(UNUSED_FILE), "source url: http(s) link to a .zip or .tar.gz in the Kaggle "
                                "layout; a login goes in ~/.netrc, never in the link")
-    path: Optional[str] = param(str(UNUSED_SOURCE), "source path: a local folder, .zip or .tar.gz in the Kaggle "
+    path: Optional[str] = param(str(UNUSED_FILE), "source path: a local folder, .zip or .tar.gz in the Kaggle "
                                 "layout")
     kaggle_dataset: str = param("ikarus777/best-artworks-of-all-time", "source kaggle: the dataset's handle")
     seed: int = param(42, "source synthetic: same seed, same paintings")
@@ -129,6 +132,17 @@ class DataParams:
     synthetic_artists: int = param(10, "source synthetic: number of invented painters", low=2, high=12)
     synthetic_images: int = param(400, "source synthetic: paintings in all, imbalanced across painters "
                                   "(at least 10 per painter)", low=20)
+
+    def describe(self) -> str:
+        """Where the paintings come from, in words that are safe to record (no login)."""
+        from painter_id.core.urls import redact_url
+
+        if self.source == "synthetic":
+            return (f"synthetic set: {self.synthetic_artists} painters, {self.synthetic_images} paintings, "
+                    f"seed {self.seed}")
+        if self.source == "kaggle":
+            return f"kaggle: {self.kaggle_dataset}"
+        return f"url: {redact_url(self.url)}" if self.source == "url" else f"path: {self.path}"
 
     def check(self) -> None:
         """Checks across fields, after each field's own."""
@@ -142,9 +156,9 @@ class DataParams:
                     f"params.yaml: data.url holds {reference.group(0)}, which DVC cannot expand when it checks the "
                     "link; write the link without credentials and put them in ~/.netrc (or the file $NETRC "
                     "names): machine HOST login USER password PASSWORD")
-        if self.source == "path" and (not self.path or self.path == str(UNUSED_SOURCE)):
+        if self.source == "path" and (not self.path or self.path == str(UNUSED_FILE)):
             raise PipelineError(f"params.yaml: data.source is 'path' but data.path is empty (or still "
-                                f"{UNUSED_SOURCE}, its placeholder); set data.path to a folder or archive in the "
+                                f"{UNUSED_FILE}, its placeholder); set data.path to a folder or archive in the "
                                 "Kaggle layout")
         if self.synthetic_images < 10 * self.synthetic_artists:
             raise PipelineError(f"params.yaml: data.synthetic_images is {self.synthetic_images}; it must be at least "
@@ -184,8 +198,8 @@ class ResizeParams:
     """``resize``: the square size every image is brought to before training."""
 
     # Not `size`: DVC 3.67 leaves a param of that name out of its run-cache key (dvc#10296).
-    image_size: int = param(75, "side of the square images in pixels", low=16, high=1024)
-    mode: str = param("pad", "how a painting becomes a square: pad (letterbox), crop (centre) or stretch",
+    image_size: int = param(64, "side of the square images in pixels", low=16, high=1024)
+    mode: str = param("pad", "how a painting becomes a square: pad (letterbox), crop (its centre) or stretch",
                       choices=RESIZE_MODES)
 
 
@@ -193,17 +207,20 @@ class ResizeParams:
 class ModelParams:
     """``model``: backbone, its weights, how much of it is frozen, and the head."""
 
-    backbone: str = param("simple_cnn", "simple_cnn (a small CNN) or a keras.applications name, e.g. "
-                          "InceptionResNetV2")
-    weights: Optional[str] = param(None, "imagenet, null (random initialisation) or a weights file")
+    backbone: str = param("NASNetMobile", "a keras.applications network without its top (NASNetMobile: 769 "
+                          "layers, InceptionResNetV2: 780, MobileNet...) or simple_cnn, a small CNN")
+    weights: str = param("random", "the backbone's starting weights: random, imagenet (Keras downloads them) or "
+                         "file (model.weights_file)", choices=WEIGHTS)
+    weights_file: str = param(str(UNUSED_FILE), "weights file: a .h5 of the backbone's weights (no top), relative "
+                              "to the project root; a dependency of features and train")
     frozen_layers: Union[int, str] = param(0, "freeze the first N backbone layers; 0 trains all, 'all' freezes "
                                            "the whole backbone", low=0)
     alpha: float = param(1.0, "width multiplier of the MobileNet backbones", low=0, high=1.4, low_open=True)
     pooled_layers: tuple[str, ...] = param((), "backbone layers whose outputs are also pooled into the head")
     dropout: float = param(0.3, "dropout rate before the classifier", low=0, high=1, high_open=True)
     l2: float = param(0.0, "L2 penalty on the classifier's weights; 0 turns it off", low=0)
-    pooling: str = param("avg", "how feature maps are pooled: avg (channel means) or mean_std (means and "
-                         "standard deviations)", choices=POOLINGS)
+    pooling: str = param("avg", "how feature maps are pooled: avg, their channel means; mean_std, means and standard "
+                         "deviations", choices=POOLINGS)
     gram_layers: tuple[str, ...] = param((), "backbone layers whose Gram matrix (style statistics) joins the head")
     # 256 channels give 32,896 Gram features: beyond that the head outgrows any painting set.
     gram_dim: int = param(64, "gram_layers: channels randomly projected to this many first", low=1, high=256)
@@ -213,6 +230,9 @@ class ModelParams:
 
     def check(self) -> None:
         """Checks across fields, after each field's own."""
+        if self.weights == "file" and self.weights_file == str(UNUSED_FILE):
+            raise PipelineError(f"params.yaml: model.weights is 'file' but model.weights_file is still {UNUSED_FILE}, "
+                                "its placeholder; set model.weights_file to the backbone's .h5 weights")
         if isinstance(self.frozen_layers, str) and self.frozen_layers != "all":
             raise PipelineError(f"params.yaml: model.frozen_layers is {show(self.frozen_layers)}; "
                                 "use a number of layers (0 trains everything) or 'all'")
@@ -227,7 +247,7 @@ class ModelParams:
 class TrainParams:
     """``train``: optimisation, augmentation layers and reproducibility."""
 
-    optimizer: str = param("adam", "adam, sgd (with momentum) or rmsprop", choices=OPTIMIZERS)
+    optimizer: str = param("adam", "the optimizer (sgd uses train.momentum)", choices=OPTIMIZERS)
     learning_rate: float = param(0.001, "the optimizer's initial learning rate", low=0, low_open=True)
     momentum: float = param(0.9, "optimizer sgd: its momentum", low=0, high=1, high_open=True)
     batch_size: int = param(32, "images per training step", low=1)
@@ -248,14 +268,11 @@ class TrainParams:
     contrast: float = param(0.0, "random contrast while training, a factor in [1 - this, 1 + this]; 0: off",
                             low=0, high=1)
     seed: int = param(42, "seed of weights, shuffling and augmentation")
-    precision: str = param("float32", "float32, or mixed precision on GPUs", choices=PRECISIONS)
+    precision: str = param("float32", "the numbers training computes with; mixed precision speeds up GPUs", choices=PRECISIONS)
     jit_compile: bool = param(False, "XLA-compile the training step")
-    strategy: str = param("auto", "auto, mirrored (all local GPUs) or multi_worker (several machines, TF_CONFIG)",
+    strategy: str = param("auto", "auto: every local GPU when there are several; mirrored: every local GPU; multi_worker: "
+                          "several machines, as TF_CONFIG describes them",
                           choices=STRATEGIES)
-    feature_cache: str = param("auto", "auto: with the whole backbone frozen and no augmentation, compute its "
-                               "features once (.cache/features); off", choices=CACHE_MODES)
-    head_solver: str = param("auto", "auto: full-batch L-BFGS on cached features when model.dropout is 0 and "
-                             "model.l2 > 0; lbfgs; minibatch", choices=HEAD_SOLVERS)
     cv_folds: int = param(0, "k >= 2: first train and score k stratified folds of the training paintings; 0: off")
 
     def check(self) -> None:
@@ -269,12 +286,9 @@ class TrainParams:
 class EvaluateParams:
     """``evaluate``: scoring the test split."""
 
-    batch_size: int = param(64, "images per prediction step", low=1)
     misclassified: int = param(12, "wrong predictions shown in metrics/misclassified.png", low=0, high=100)
-    tta: str = param("none", "test-time augmentation: none, flip (averaged with the mirror image) or flip_crops "
-                     "(also a 90% centre zoom of both)", choices=TTA_MODES)
-    feature_cache: str = param("auto", "auto: a model whose backbone was frozen reuses the test split's backbone "
-                               "features (.cache/features); off", choices=CACHE_MODES)
+    tta: str = param("none", "test-time augmentation: flip averages the mirror image in, flip_crops also a 90% centre "
+                     "zoom of both", choices=TTA_MODES)
 
 
 @dataclass(frozen=True)
@@ -282,6 +296,9 @@ class RuntimeParams:
     """``runtime``: how fast the stages run; never changes a result, so no DVC dependency."""
 
     workers: int = param(0, "processes that decode and resize images; 0: one per core", low=0)
+    predict_batch_size: int = param(64, "images per prediction step in features and evaluate", low=1)
+    graph_optimizer: bool = param(False, "TensorFlow's graph optimizer (Grappler): on may speed up steps on a GPU; "
+                                  "off starts training sooner and ran as fast on CPUs")
 
 
 @dataclass(frozen=True)
@@ -369,6 +386,8 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
 
 def _unknown_key(section: str, key: Any, known: list[str]) -> PipelineError:
     shown = str(key)[:60] if str(key).isprintable() else show(key)
+    if f"{section}.{key}" in REMOVED:
+        return PipelineError(f"params.yaml: {section}.{shown} was removed: {REMOVED[f'{section}.{key}']}; delete it")
     new_name = RENAMED.get(f"{section}.{key}")
     if new_name:
         return PipelineError(f"params.yaml: {section}.{shown} was renamed; use {new_name} "

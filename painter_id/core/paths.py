@@ -11,11 +11,10 @@ from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
 
-# What download reads when data.source is not "path" or "url": dvc.yaml makes data.path and
-# data.url dependencies of download, so DVC itself sees a folder or a link change, and a
-# dependency must exist. This tracked text file stands in for them (it is no code: editing
-# the library never reruns download through it).
-UNUSED_SOURCE = Path("sources/unused.txt")
+# What the file params name while no file is in use (data.path, data.url, model.weights_file):
+# dvc.yaml makes them dependencies, so DVC itself sees a folder, a link or a weights file
+# change, and a dependency must exist. This tracked text file stands in for them.
+UNUSED_FILE = Path("unused.txt")
 
 # source
 SOURCE_FILE = Path("data/source.json")
@@ -39,9 +38,21 @@ OVERSAMPLED_TRAIN = OVERSAMPLED_DIR / "train.csv"
 RESIZED_DIR = Path("data/resized")
 RESIZED_FORMAT = RESIZED_DIR / "format.json"
 
+# features: the frozen backbone's features of every training and test painting
+FEATURES_DIR = Path("data/features")
+FEATURES_INFO = FEATURES_DIR / "info.json"  # whether features apply, and what made them
+TRAIN_FEATURES = FEATURES_DIR / "train.npy"
+TEST_FEATURES = FEATURES_DIR / "test.npy"
+TEST_FLIP_FEATURES = FEATURES_DIR / "test_flip.npy"  # the test paintings mirrored, for evaluate.tta flip
+EXTRACTOR = FEATURES_DIR / "extractor.keras"  # pixels in, features out: the frozen part of the model
+
 # train
 MODELS_DIR = Path("models")
+# A model trained from the pixels is one Keras file; one whose head was solved on the features
+# is the extractor that made them and the head's weights, assembled into one Keras model on load.
 MODEL_FILE = MODELS_DIR / "model.keras"
+EXTRACTOR_FILE = MODELS_DIR / "extractor.keras"
+HEAD_FILE = MODELS_DIR / "head.npz"
 LABELS_FILE = MODELS_DIR / "labels.json"
 # How the training images were brought to the model's input size: {"size": ..., "mode": ...}.
 PREPROCESSING_FILE = MODELS_DIR / "preprocessing.json"

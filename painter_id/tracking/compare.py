@@ -41,19 +41,23 @@ def _metric(key: str) -> Callable[[Run], object]:
 
 RUN = Column("run", lambda run: run.info.run_name or run.info.run_id[:8])
 STATUS = Column("status", lambda run: run.info.status)
-# The test metrics, then the best epoch of the training and its metrics (train.* of metrics/train.json).
+# The headline (the test split's figures, or the cross-validated means without one), what it was
+# scored on and the paintings trained on, then the kept epoch of the training and its metrics.
 METRICS = [
-    Column("accuracy", _metric("test_accuracy"), numeric=True),
-    Column("macro_f1", _metric("test_macro_f1"), numeric=True),
-    Column("top5_accuracy", _metric("test_top5_accuracy"), numeric=True),
+    Column("accuracy", _metric("accuracy"), numeric=True),
+    Column("macro_f1", _metric("macro_f1"), numeric=True),
+    Column("top5_accuracy", _metric("top5_accuracy"), numeric=True),
+    Column("scored_on", lambda run: run.data.tags.get("scored_on", "")),
+    Column("dataset", lambda run: (run.inputs.dataset_inputs[0].dataset.name
+                                   if run.inputs and run.inputs.dataset_inputs else "")),
     Column("best_epoch", _metric("train.best_epoch"), numeric=True, integer=True),
     Column("best_loss", _metric("train.best_loss"), numeric=True),
     Column("best_accuracy", _metric("train.best_accuracy"), numeric=True),
     Column("best_val_loss", _metric("train.best_val_loss"), numeric=True),
     Column("best_val_accuracy", _metric("train.best_val_accuracy"), numeric=True),
-    Column("train_seconds", _metric("train.train_seconds"), numeric=True),
+    Column("train_seconds", _metric("train.seconds"), numeric=True),
 ]
-SORTABLE = [column.name for column in METRICS]
+SORTABLE = [column.name for column in METRICS if column.numeric]
 
 
 def param_keys(runs: Sequence[Run], all_params: bool = False) -> list[str]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Sequence
+import re
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from painter_id.core.errors import PipelineError
 
@@ -22,9 +23,24 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "painter-id"
 DEFAULT_ALIAS = "champion"
-DEFAULT_METRIC = "test_accuracy"
-# painter_id.tracking.mlflow_model.NAME; not imported, since that module loads TensorFlow (seconds) for nothing here.
+# The headline evaluate logs: the test split's accuracy, or without one the cross-validated mean.
+DEFAULT_METRIC = "accuracy"
+# painter_id.tracking.mlflow_model.NAME; not imported, since that module loads more than this needs.
 LOGGED_MODEL_NAME = "model"
+# What the registry accepts (MLflow's rules, checked here before anything is written).
+ALIAS = re.compile(r"^[\w-]{1,255}$")
+VERSION_ALIAS = re.compile(r"^[vV]\d+$")
+
+
+def check_names(name: str, alias: str) -> None:
+    """A one-line error for a model name or alias the registry would refuse, before anything is written."""
+    if not name.strip() or "/" in name or ":" in name or name in (".", ".."):
+        raise PipelineError(f"--name {name!r}: a registered model's name must not be empty or hold '/' or ':'")
+    if not ALIAS.match(alias):
+        raise PipelineError(f"--alias {alias!r}: an alias is 1 to 255 letters, digits, '_' or '-' (e.g. champion)")
+    if alias.lower() == "latest" or VERSION_ALIAS.match(alias):
+        raise PipelineError(f"--alias {alias!r}: 'latest' and v<number> are names the registry keeps for itself; "
+                            "choose another, e.g. champion")
 
 
 def model_of(client: mlflow.MlflowClient, run: Run) -> str:
@@ -40,6 +56,12 @@ def model_of(client: mlflow.MlflowClient, run: Run) -> str:
     return ids[-1]
 
 
+def dataset_of(run: Run) -> Optional[str]:
+    """The digest of the paintings ``run`` trained on (its MLflow dataset input), or None for a run without one."""
+    inputs = run.inputs.dataset_inputs if run.inputs else []
+    return inputs[0].dataset.digest if inputs else None
+
+
 def find_run(runs: Sequence[Run], wanted: str) -> Run:
     """The run named ``wanted`` (run name or run id), the newest if several share the name."""
     matches = [run for run in runs if wanted in (run.info.run_id, run.info.run_name)]
@@ -50,9 +72,15 @@ def find_run(runs: Sequence[Run], wanted: str) -> Run:
 
 
 def best_run(client: mlflow.MlflowClient, runs: Sequence[Run], metric: str, lowest: bool = False) -> Run:
-    """The finished run with a logged model and the best ``metric`` (highest, or lowest with ``lowest``)."""
-    scored = [run for run in runs if run.info.status == "FINISHED"
-              and not math.isnan(run.data.metrics.get(metric, math.nan))]
+    """The finished run with a logged model and the best ``metric`` (highest, or lowest with ``lowest``).
+
+    Only runs on the paintings of the newest finished run compete: a score on the synthetic
+    set and one on real paintings are not comparable.
+    """
+    finished = [run for run in runs if run.info.status == "FINISHED"]
+    newest = max(finished, key=lambda run: run.info.start_time or 0, default=None)
+    scored = [run for run in finished if not math.isnan(run.data.metrics.get(metric, math.nan))
+              and dataset_of(run) == dataset_of(newest)]
     with_model = [run for run in scored if _has_model(client, run)]
     if not with_model:
         raise PipelineError(f"no finished run has both the metric {metric!r} and an MLflow Model; run "
@@ -69,18 +97,43 @@ def _has_model(client: mlflow.MlflowClient, run: Run) -> bool:
         return False
 
 
-def register(client: mlflow.MlflowClient, run: Run, name: str, alias: str) -> mlflow.entities.model_registry.ModelVersion:
-    """A new version of ``name`` from ``run``'s model, tagged with its DVC experiment and commit; ``alias`` moves to it."""
-    model_id = model_of(client, run)
-    tags = {"dvc_exp": run.data.tags.get("dvc.exp_name") or run.info.run_name or "",
-            "git_commit": run.data.tags.get("git.commit", ""), "run_name": run.info.run_name or ""}
+def check_same_dataset(client: mlflow.MlflowClient, run: Run, name: str, alias: str) -> None:
+    """A one-line error when ``alias`` points at a model trained on other paintings than ``run``'s."""
     from mlflow.exceptions import MlflowException
 
+    try:
+        current = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return  # no such model or alias yet
+    held = client.get_run(current.run_id) if current.run_id else None
+    if held is not None and dataset_of(held) != dataset_of(run):
+        raise PipelineError(f"{name}@{alias} is version {current.version}, trained on other paintings than run "
+                            f"{run.info.run_name}; its scores are not comparable: pass --allow-other-dataset to "
+                            "promote it anyway")
+
+
+def register(client: mlflow.MlflowClient, run: Run, name: str, alias: str) -> tuple[object, bool]:
+    """``run``'s model as a version of ``name`` with ``alias`` moved to it; returns ``(version, created)``.
+
+    A model already registered under ``name`` gets no second version: the alias moves to the
+    one it has. A new version is tagged with its DVC experiment and commit.
+    """
+    from mlflow.exceptions import MlflowException
+
+    model_id = model_of(client, run)
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="Which painter made this painting (painter-id)")
-    version = client.create_model_version(name, source=f"models:/{model_id}", run_id=run.info.run_id,
-                                          model_id=model_id, tags={k: v for k, v in tags.items() if v})
+    existing = [version for version in client.search_model_versions(f"name = '{name}'")
+                if version.run_id == run.info.run_id]
+    if existing:
+        version, created = existing[0], False
+    else:
+        tags = {"dvc_exp": run.data.tags.get("dvc.exp_name") or run.info.run_name or "",
+                "git_commit": run.data.tags.get("git.commit", ""), "run_name": run.info.run_name or ""}
+        version = client.create_model_version(name, source=f"models:/{model_id}", run_id=run.info.run_id,
+                                              model_id=model_id, tags={k: v for k, v in tags.items() if v})
+        created = True
     client.set_registered_model_alias(name, alias, version.version)
-    return version
+    return version, created

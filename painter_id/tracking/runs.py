@@ -7,6 +7,7 @@ interrupt); params and free text are recorded without URL credentials (:func:`re
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 
 # MLflow limits a batch to 1000 metrics and 100 params.
 METRIC_BATCH = 1000
+# The run's headline is ``accuracy`` (what evaluate scored); the per-epoch curves are named apart.
+HISTORY_KEYS = {"loss": "train_loss", "accuracy": "train_accuracy"}
+# What the headline figures were scored on: "80 test paintings", "5-fold cross-validation over 431 paintings".
+SCORED_ON_TAG = "scored_on"
 PARAM_BATCH = 100
 # A URL in free text: its user:password@ and query string (signed links) must never be recorded.
 URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
@@ -105,8 +110,8 @@ def log_history(client: mlflow.MlflowClient, run_id: str, rows: Sequence[Mapping
     training, and ``metrics/history.csv`` holds every row anyway.
     """
     now = int(time.time() * 1000)
-    items = [Metric(key, float(value), now, int(row["epoch"])) for row in rows for key, value in row.items()
-             if key != "epoch" and not math.isnan(value)]
+    items = [Metric(HISTORY_KEYS.get(key, key), float(value), now, int(row["epoch"])) for row in rows
+             for key, value in row.items() if key != "epoch" and not math.isnan(value)]
     try:
         _log_batches(client, run_id, items)
     except Exception as exc:  # MLflow, SQLAlchemy and requests all raise their own types
@@ -116,6 +121,26 @@ def log_history(client: mlflow.MlflowClient, run_id: str, rows: Sequence[Mapping
 def _log_batches(client: mlflow.MlflowClient, run_id: str, items: Sequence[Metric]) -> None:
     for start in range(0, len(items), METRIC_BATCH):
         client.log_batch(run_id, metrics=list(items[start:start + METRIC_BATCH]))
+
+
+def log_training(client: mlflow.MlflowClient, run_id: str, summary: Mapping[str, Any], best: Mapping[str, float],
+                 cv: Mapping[str, Any], seconds: float) -> None:
+    """The training's results: ``train.*`` (its summary, the kept epoch's loss and accuracy, its time) and ``cv_*``."""
+    at_best = {"train.best_loss": best["loss"], "train.best_accuracy": best["accuracy"]}
+    numbers = {**{f"train.{key}": value for key, value in summary.items() if value is not None},
+               **{key: value for key, value in at_best.items() if not math.isnan(value)},
+               "train.seconds": round(seconds, 1),
+               **{f"cv_{key}": value for key, value in cv.items() if isinstance(value, (int, float))}}
+    log_metrics(client, run_id, numbers)
+
+
+def log_dataset(client: mlflow.MlflowClient, run_id: str, dataset: Mapping[str, Any]) -> None:
+    """Record the run's training data as an MLflow dataset input: its name, digest, source and counts."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    entity = Dataset(name=dataset["name"], digest=dataset["digest"], source_type="painter-id",
+                     source=json.dumps({"source": redact(dataset["source"])}), profile=json.dumps(dataset["profile"]))
+    client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])])
 
 
 def log_artifacts(client: mlflow.MlflowClient, run_id: str, paths: Iterable[os.PathLike | str]) -> None:
@@ -139,8 +164,9 @@ def find_run(client: mlflow.MlflowClient, run_id: str) -> bool:
         return False
 
 
-def log_to_mlflow(uri: str, experiment_id: str, run: dict, metrics: dict, artifacts: list[Path]) -> None:
-    """Add the test metrics (already named ``test_*``/``cv_*``) and pictures to the training's run.
+def log_to_mlflow(uri: str, experiment_id: str, run: dict, metrics: dict, scored_on: str,
+                  artifacts: list[Path]) -> None:
+    """Add the evaluation's metrics, what they were scored on (tag ``scored_on``) and pictures to the training's run.
 
     If that run is gone (the store was deleted or replaced), a new run tagged
     ``evaluation_only`` takes them, with a warning, so the numbers are never lost.
@@ -152,12 +178,13 @@ def log_to_mlflow(uri: str, experiment_id: str, run: dict, metrics: dict, artifa
     if find_run(client, run_id):
         # Linked to the run's MLflow Model too (MLflow 3): its page and the registry show them.
         log_metrics(client, run_id, metrics, model_id=run.get("model_id"))
+        client.set_tag(run_id, SCORED_ON_TAG, scored_on)
         log_artifacts(client, run_id, artifacts)
         log.info("MLflow: test metrics logged into run %s", run_id)
         return
     log.warning("MLflow run %s of models/run.json is not in %s; logging into a new evaluation-only run",
                 run_id, uri)
-    tags = {**run_tags(), "evaluation_only": "true", "training_run_id": run_id}
+    tags = {**run_tags(), "evaluation_only": "true", "training_run_id": run_id, SCORED_ON_TAG: scored_on}
     with start_run(client, experiment_id, f"evaluate-{run_id[:8]}", tags) as new_id:
         log_metrics(client, new_id, metrics)
         log_artifacts(client, new_id, artifacts)
