@@ -54,7 +54,7 @@ SWEEP_POOLED = ("[]", "[conv_pw_11_relu]", "[conv_pw_5_relu, conv_pw_11_relu]", 
 def best_params(solver: str) -> dict:
     """The best command's params, with this machine's sample and weights, and ``train.head_solver``."""
     return {**BEST, "data": {"source": "path", "path": str(SAMPLE)},
-            "model": {**BEST["model"], "weights": str(MOBILENET_WEIGHTS)},
+            "model": {**BEST["model"], "weights": "file", "weights_file": str(MOBILENET_WEIGHTS)},
             "train": {**BEST["train"], "head_solver": solver}}
 
 
@@ -126,7 +126,7 @@ def queued_sweep(project: Path, env: dict, points: int) -> dict:
     run([sys.executable, "-m", "dvc", "queue", "start"], project, env=env, timeout=3600)
     status = wait_for_queue(project, env=env, timeout=3600)
     seconds = time.perf_counter() - start
-    return {"points": len(grid), "grid": [{"model.l2": l, "model.pooled_layers": p} for l, p in grid],
+    return {"points": len(grid), "grid": [{"model.l2": penalty, "model.pooled_layers": p} for penalty, p in grid],
             "seconds": round(seconds, 1), "per_point_s": round(seconds / len(grid), 1),
             "succeeded": status.count("Success"), "failed": status.count("Failed")}
 

@@ -21,7 +21,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from painter_id.core.workspace import main_workspace
 from painter_id.data import resized
-from painter_id.model.backbones import Preprocess, build_backbone, get_backbone, resolve_weights
+from painter_id.model.backbones import Preprocess, build_backbone, resolve_weights
+from painter_id.model.registry import get_backbone
 
 
 def pooled_features(images: np.ndarray, weights: str, alpha: float, batch_size: int = 64) -> np.ndarray:

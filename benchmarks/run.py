@@ -136,7 +136,7 @@ def resized_project(root: Path, pairs: list[tuple[str, str]], size: int) -> Path
     for split in ("train", "test"):
         resize_to_npy([(p, sha256_file(p)) for p, _ in pairs], resized.array_path(split, out), ResizeParams(image_size=size),
                       Workers(1), split)
-        write_table(resized.table_path(split, out), ["path", "artist", "source"], [[p, a, ""] for p, a in pairs])
+        write_table(resized.table_path(split, out), resized.COLUMNS, [[p, a, "", sha256_file(p)] for p, a in pairs])
     resized.write_format(out, size, "pad")
     return root
 
@@ -178,7 +178,7 @@ def bench_resize(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
 
 # ---------------------------------------------------------------- 2. train throughput
 
-TRAIN_MODEL = {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_layers": 0}
+TRAIN_MODEL = {"backbone": "MobileNet", "alpha": 0.25, "weights": "random", "frozen_layers": 0}
 
 
 def train_rows(project: Path) -> tuple[int, int]:
@@ -199,7 +199,7 @@ def run_train_stage(project: Path, overrides: dict) -> dict:
     write_params(project, overrides)
     with chdir(project):
         try:
-            stage_main("train")
+            stage_main("features", "train")
         finally:
             keras.mixed_precision.set_global_policy("float32")
         return json.loads(Path("metrics/train.json").read_text(encoding="utf-8"))
@@ -212,7 +212,7 @@ def plain_fit(project: Path, overrides: dict) -> float:
 
     from painter_id.core.params import load_all
     from painter_id.data import resized
-    from painter_id.model.backbones import get_backbone
+    from painter_id.model.registry import get_backbone
 
     write_params(project, overrides)
     with chdir(project):

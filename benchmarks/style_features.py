@@ -66,7 +66,8 @@ def extractor(size: int):
     """Pixels -> per layer of ``LAYERS``: (average-pooled map, Gram matrix / positions), MobileNet 0.25 frozen."""
     import keras
 
-    from painter_id.model.backbones import Preprocess, build_backbone, get_backbone, with_pooled_layers
+    from painter_id.model.backbones import Preprocess, build_backbone, with_pooled_layers
+    from painter_id.model.registry import get_backbone
 
     entry = get_backbone("MobileNet")
     backbone = build_backbone(entry, size, str(WEIGHTS), 0.25)

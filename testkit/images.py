@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -58,9 +59,10 @@ def make_resized_dataset(root: Path, artists=("Ann", "Bob", "Cy"), n_train=24, n
         np.save(out / f"{split}.npy", images)
         with open(out / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["path", "artist", "source"])
+            writer.writerow(["path", "artist", "source", "sha256"])
             for i, artist in enumerate(labels):
-                writer.writerow([f"data/raw/images/{artist}/{artist}_{i}.jpg", artist, ""])
+                writer.writerow([f"data/raw/images/{artist}/{artist}_{i}.jpg", artist, "",
+                                 hashlib.sha256(images[i].tobytes()).hexdigest()])
     (out / "format.json").write_text(json.dumps({"size": size, "mode": mode}), encoding="utf-8")
     return out
 

@@ -32,7 +32,8 @@ def write_params(root: Path, overrides: dict[str, dict]) -> Path:
     return path
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
+        timeout: int = 900) -> subprocess.CompletedProcess:
     """Run a command, returning its output; on an unexpected failure show what it printed."""
     # DVC runs stage commands as `python -m ...`: that must be this interpreter.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -55,7 +56,7 @@ def dvc(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> s
     return run([sys.executable, "-m", "dvc", *args], cwd, check=check, env=env)
 
 
-PROJECT_FILES = ["stages", "painter_id", "sources", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
+PROJECT_FILES = ["stages", "painter_id", "unused.txt", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
 
 
 def make_project(dest: Path, overrides: dict[str, dict] | None = None) -> Path:
@@ -91,12 +92,12 @@ def wait_for_queue(project: Path, env: dict | None = None, timeout: float = 600)
 
 
 # The stages of dvc.yaml in pipeline order, the always-changed source stage aside.
-STAGES = ("download", "split", "oversample", "resize", "train", "evaluate")
+STAGES = ("download", "split", "oversample", "resize", "features", "train", "evaluate")
 # A tiny training: the small CNN, two epochs.
-TINY = {"model": {"backbone": "simple_cnn", "weights": None, "frozen_layers": 0},
+TINY = {"model": {"backbone": "simple_cnn", "weights": "random", "frozen_layers": 0},
         "train": {"epochs": 2, "batch_size": 8}}
 # A frozen backbone: MobileNet (random weights, alpha 0.25) frozen whole, its head trained.
-FROZEN = {"model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None, "frozen_layers": "all", "dropout": 0.3},
+FROZEN = {"model": {"backbone": "MobileNet", "alpha": 0.25, "weights": "random", "frozen_layers": "all", "dropout": 0.3},
           "train": {"epochs": 3, "batch_size": 8, "flip": False, "learning_rate": 0.01}}
 
 
@@ -126,14 +127,15 @@ def cached_files(root: Path) -> list[Path]:
     return sorted((root / ".cache" / "features").glob("*.npy"))
 
 
-def stage_main(name: str) -> None:
-    """Run stage ``name`` in this process, in the current directory: its ``main()``, as ``python -m`` runs it.
+def stage_main(*names: str) -> None:
+    """Run the stages ``names`` in this process, in order, in the current directory: each ``main()``, as ``python -m``.
 
     What a stage does, not how (its functions are not a library): the test needs no
     interpreter and TensorFlow start-up per run, and a stage's error arrives as the exception
     its runner would turn into a one-line message.
     """
-    importlib.import_module(f"stages.{name}").main()
+    for name in names:
+        importlib.import_module(f"stages.{name}").main()
 
 
 def download(project: Path, monkeypatch, **data) -> Path:

@@ -99,7 +99,7 @@ def store(tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as monkeypatch:
         db = setup_project(root, monkeypatch, {"train": {"epochs": 1}})
         monkeypatch.setenv("DVC_EXP_NAME", "tiny-lamb")
-        stage_main("train")
+        stage_main("features", "train")
         stage_main("evaluate")
         register.main([])
     uri = f"sqlite:///{db}"

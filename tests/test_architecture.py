@@ -72,7 +72,7 @@ def test_test_folders_mirror_the_package_folders():
     tests = REPO_ROOT / "tests"
     folders = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
     # pipeline/: end-to-end runs of the whole pipeline under dvc, no single concern's.
-    assert folders - {"pipeline"} <= set(CONCERNS) and set(CONCERNS) - {"cli"} <= folders
+    assert folders - {"pipeline"} == set(CONCERNS)
     names = [p.name for p in tests.rglob("test_*.py")]
     assert len(names) == len(set(names)), "test file names are unique, so a name says its subject"
 

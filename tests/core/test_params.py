@@ -60,7 +60,7 @@ def test_every_param_is_declared_with_a_meaning_and_its_options_once():
         ("model", {"frozen_layers": "half"}, "'all'"),
         ("data", {"source": "ftp"}, "synthetic, kaggle, url, path"),
         ("data", {"source": "path"}, "data.path is empty"),
-        ("data", {"source": "path", "path": "sources/unused.txt"}, "data.path is empty (or still sources/unused.txt, its placeholder)"),
+        ("data", {"source": "path", "path": "unused.txt"}, "data.path is empty (or still unused.txt, its placeholder)"),
         ("data", {"source": "url", "url": "ftp://x"}, "http(s)"),
         ("data", {"source": "url", "url": "https://art:${ART_TOKEN}@host/a.zip"},
          "data.url holds ${ART_TOKEN}, which DVC cannot expand"),
@@ -71,7 +71,8 @@ def test_every_param_is_declared_with_a_meaning_and_its_options_once():
         ("model", {"pooled_layers": ["a", "a"]}, "names a layer twice"),
         ("model", {"l2": -0.1}, "model.l2 is -0.1"),
         ("model", {"pooling": "max"}, "model.pooling is 'max'; use one of avg, mean_std"),
-        ("model", {"gram_layers": ["conv_pw_5_relu", "conv_pw_5_relu"]}, "model.gram_layers ['conv_pw_5_relu', 'conv_pw_5_relu'] names a layer twice"),
+        ("model", {"gram_layers": ["conv_pw_5_relu", "conv_pw_5_relu"]},
+         "model.gram_layers ['conv_pw_5_relu', 'conv_pw_5_relu'] names a layer twice"),
         ("model", {"gram_layers": "conv_pw_5_relu"}, "model.gram_layers is 'conv_pw_5_relu'; it must be a list"),
         ("model", {"gram_dim": 0}, "model.gram_dim is 0; it must lie in [1, 256]"),
         ("model", {"gram_dim": 512}, "model.gram_dim is 512"),
@@ -193,7 +194,7 @@ def test_any_param_value_is_accepted_or_one_short_pipeline_error(section, data):
 @pytest.mark.parametrize("key, value, message", [
     ("precision", "float16", "train.precision is 'float16'; use one of float32, mixed_bfloat16, mixed_float16"),
     ("strategy", "tpu", "train.strategy is 'tpu'; use one of auto, mirrored, multi_worker"),
-    ("feature_cache", "on", "train.feature_cache is 'on'; use one of auto, off"),
+    ("feature_cache", "on", "train.feature_cache was removed: the features stage computes"),
     ("jit_compile", "yes", "train.jit_compile is 'yes'; it must be true or false"),
 ])
 def test_performance_params_are_validated(key, value, message):

@@ -43,6 +43,6 @@ def test_no_module_spells_out_a_pipeline_path_the_paths_module_names():
 
 
 def test_the_placeholder_for_unused_sources_is_a_tracked_text_file_not_code():
-    assert (REPO_ROOT / paths.UNUSED_SOURCE).is_file() and paths.UNUSED_SOURCE.suffix == ".txt"
+    assert (REPO_ROOT / paths.UNUSED_FILE).is_file() and paths.UNUSED_FILE.suffix == ".txt"
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
-    assert params["data"]["path"] == params["data"]["url"] == paths.UNUSED_SOURCE.as_posix()
+    assert params["data"]["path"] == params["data"]["url"] == paths.UNUSED_FILE.as_posix()

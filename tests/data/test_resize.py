@@ -65,7 +65,8 @@ def resize(root: Path, monkeypatch, workers: int = 1, **params) -> dict[str, np.
 def coloured(tmp_path) -> Path:
     """Six solid training images (one an augmented copy) and three test images, each a different colour."""
     colours = [(10 * i, 255 - 20 * i, 40 * i % 256) for i in range(9)]
-    train = [(f"data/raw/images/A/a{i}.jpg" if i != 4 else "data/oversampled/images/A/a0_aug1.jpg", "A" if i % 2 else "B", solid(colours[i]), {"format": "PNG"}) for i in range(6)]
+    train = [(f"data/raw/images/A/a{i}.jpg" if i != 4 else "data/oversampled/images/A/a0_aug1.jpg",
+              "A" if i % 2 else "B", solid(colours[i]), {"format": "PNG"}) for i in range(6)]
     test = [(f"data/raw/images/T/t{i}.png", "C", solid(colours[6 + i]), {}) for i in range(3)]
     write_split(tmp_path, "train", train)
     write_split(tmp_path, "test", test)
@@ -79,8 +80,9 @@ def test_shapes_dtype_and_row_order(coloured, monkeypatch):
     for name, source_csv in (("train", "data/oversampled/train.csv"), ("test", "data/split/test.csv")):
         out = rows(coloured / f"data/resized/{name}.csv")
         source = rows(coloured / source_csv)
-        assert list(out[0]) == ["path", "artist", "source"]
-        assert [(r["path"], r["artist"], r.get("source", "")) for r in source] == [(r["path"], r["artist"], r["source"]) for r in out]
+        assert list(out[0]) == ["path", "artist", "source", "sha256"]
+        assert [(r["path"], r["artist"], r.get("source", "")) for r in source] == [
+            (r["path"], r["artist"], r["source"]) for r in out]
         for row, image in zip(out, arrays[name]):
             expected = Image.open(coloured / row["path"]).convert("RGB").getpixel((0, 0))
             assert np.abs(image.astype(int) - expected).max() <= 1, row["path"]
@@ -202,7 +204,8 @@ def raw_from_sample(sample: Path, root: Path, artists: dict[str, int]) -> None:
 def test_real_paintings_through_split_oversample_resize(shared_sample, tmp_path, monkeypatch):
     raw_from_sample(shared_sample, tmp_path, {"Albrecht_Durer": 8, "Rembrandt": 12, "Titian": 5})
     monkeypatch.chdir(tmp_path)
-    write_params(tmp_path, {"oversample": {"min_count": 10}, "resize": {"image_size": 48, "mode": "crop"}, "runtime": {"workers": 1}})
+    write_params(tmp_path, {"oversample": {"min_count": 10}, "resize": {"image_size": 48, "mode": "crop"},
+                            "runtime": {"workers": 1}})
     stage_main("split")
     stage_main("oversample")
     stage_main("resize")

@@ -66,7 +66,8 @@ def test_every_artist_is_split_within_one_image(tmp_path, monkeypatch, test_size
 def test_identical_images_never_straddle_train_and_test(tmp_path, monkeypatch):
     raw = make_raw_dataset(tmp_path, COUNTS)
     # Ten paintings stored twice under one artist, two stored again under another artist.
-    pairs = [(f"images/Claude_Monet/Claude_Monet_{i}.jpg", f"images/Claude_Monet/copy_{i}.jpg", "Claude Monet") for i in range(1, 11)]
+    pairs = [(f"images/Claude_Monet/Claude_Monet_{i}.jpg", f"images/Claude_Monet/copy_{i}.jpg", "Claude Monet")
+             for i in range(1, 11)]
     pairs += [(f"images/Rembrandt/Rembrandt_{i}.jpg", f"images/Rembrandt/again_{i}.jpg", "Rembrandt") for i in range(1, 6)]
     pairs += [(f"images/Titian/Titian_{i}.jpg", f"images/Paul_Klee/Titian_{i}.jpg", "Paul Klee") for i in (1, 2)]
     plant_duplicates(raw, pairs)

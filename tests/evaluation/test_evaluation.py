@@ -16,20 +16,19 @@ from testkit.checks import read_rows
 from testkit.images import make_resized_dataset
 from testkit.project import run_stage, setup_project, stage_main
 
-EVAL_KEYS = {"accuracy", "top5_accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_precision",
-             "macro_recall", "n_test"}
+# The headline and what it was scored on: results only (no counts or settings).
+EVAL_KEYS = {"scored_on", "accuracy", "top5_accuracy", "balanced_accuracy", "macro_f1"}
 
 
 def test_evaluate_scores_the_test_split_and_logs_into_the_training_run(tmp_path, resized_dataset, monkeypatch):
     db = setup_project(tmp_path, monkeypatch, {})
     monkeypatch.setenv("DVC_EXP_NAME", "tiny-owl")
-    stage_main("train")
+    stage_main("features", "train")
     stage_main("evaluate")
 
     metrics = json.loads(Path("metrics/eval.json").read_text())
-    assert set(metrics) == EVAL_KEYS | {"scored_on"} and metrics["n_test"] == 9
-    assert metrics["scored_on"] == "9 test paintings"  # no cv: train.cv_folds is 0
-    assert all(0 <= value <= 1 for key, value in metrics.items() if key not in ("n_test", "scored_on"))
+    assert set(metrics) == EVAL_KEYS and metrics["scored_on"] == "9 test paintings"
+    assert all(0 <= value <= 1 for key, value in metrics.items() if key != "scored_on")
     assert metrics["top5_accuracy"] == 1.0  # 3 artists: the true one is always among the top 5
     per_artist = read_rows(Path("metrics/per_artist.csv"))
     assert [row["artist"] for row in per_artist] == ["Ann", "Bob", "Cy"]
@@ -50,8 +49,11 @@ def test_evaluate_scores_the_test_split_and_logs_into_the_training_run(tmp_path,
     assert run.data.params["train.epochs"] == "2" and run.data.params["model.backbone_layers"] == "6"
     assert run.data.tags["dvc.exp_name"] == "tiny-owl"
     assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
-    assert run.data.metrics["test_accuracy"] == metrics["accuracy"]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+    assert run.data.metrics["test_accuracy"] == run.data.metrics["accuracy"] == metrics["accuracy"]
+    assert run.data.tags["scored_on"] == "9 test paintings"
+    [dataset] = run.inputs.dataset_inputs  # the paintings it trained on, as an MLflow dataset input
+    assert json.loads(dataset.dataset.profile) == {"paintings": 33, "artists": 3, "train_rows": 24, "test_rows": 9}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"params.yaml", "confusion.png", "per_artist.csv", "misclassified.png", "eval.json"} <= artifacts
     # The model is an MLflow Model of the run (stored under the experiment), not a loose artifact.
@@ -103,7 +105,7 @@ def test_gallery_with_nothing_misclassified_says_so(tmp_path):
 @pytest.mark.slow
 def test_missing_training_run_goes_to_an_evaluation_only_run(tmp_path, resized_dataset, monkeypatch):
     db = setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}, "mlflow": {"log_model": False}})
-    stage_main("train")
+    stage_main("features", "train")
     run_file = Path("models/run.json")
     old = json.loads(run_file.read_text())
     client = mlflow.MlflowClient(f"sqlite:///{db}")
@@ -122,7 +124,7 @@ def test_model_for_other_image_size_is_rejected(tmp_path, monkeypatch):
 
     make_resized_dataset(tmp_path, size=32)
     setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}})
-    stage_main("train")
+    stage_main("features", "train")
     make_resized_dataset(tmp_path, size=40)
     with pytest.raises(PipelineError, match="takes images of shape"):
         stage_main("evaluate")

@@ -62,7 +62,7 @@ def test_fold_summary_has_mean_spread_and_standard_error():
     scores = [{"accuracy": a, "macro_f1": a - 0.1, "top5_accuracy": 1.0, "balanced_accuracy": a, "n_test": 10}
               for a in (0.6, 0.7, 0.8)]
     summary = crossval.summarize_folds(scores)
-    assert summary["folds"] == 3 and summary["paintings"] == 30
+    assert summary["scored_on"] == "3-fold cross-validation over 30 paintings"
     assert summary["accuracy_mean"] == pytest.approx(0.7) and summary["accuracy_std"] == pytest.approx(0.1)
     assert summary["accuracy_sem"] == pytest.approx(0.1 / math.sqrt(3))
     assert summary["top5_accuracy_std"] == 0 and summary["macro_f1_mean"] == pytest.approx(0.6)
@@ -93,40 +93,42 @@ def empty_test_split(root: Path) -> None:
     """Replace ``data/resized/test.*`` by the empty split of ``split.test_size: 0``."""
     folder = root / "data" / "resized"
     np.save(folder / "test.npy", np.zeros((0, 32, 32, 3), np.uint8))
-    (folder / "test.csv").write_text("path,artist,source\n", encoding="utf-8")
+    (folder / "test.csv").write_text("path,artist,source,sha256\n", encoding="utf-8")
 
 
 def test_cross_validated_head_then_the_final_model_on_every_row(tmp_path, monkeypatch, mobilenet_weights):
     make_resized_dataset(tmp_path, n_train=30)
-    setup(tmp_path, monkeypatch, {"model": {"weights": str(mobilenet_weights), "dropout": 0.0, "l2": 0.01},
+    setup(tmp_path, monkeypatch, {"model": {"weights": "file", "weights_file": str(mobilenet_weights),
+                                            "dropout": 0.0, "l2": 0.01},
                                   "train": {"cv_folds": 3, "validation_split": 0}})
-    stage_main("train")
+    stage_main("features", "train")
     cv = read_json("metrics/cv.json")
-    assert cv["folds"] == 3 and cv["paintings"] == 30
+    assert cv["scored_on"] == "3-fold cross-validation over 30 paintings"
     for name in crossval.CV_METRICS:
         assert 0 <= cv[f"{name}_mean"] <= 1 and 0 <= cv[f"{name}_sem"] <= cv[f"{name}_std"]
     assert cv["accuracy_mean"] > 0.5  # three colour-leaning classes: far above chance (1/3)
 
-    stage_main("evaluate")  # with a test split: its metrics, and the cross-validated ones beside them
+    stage_main("evaluate")  # with a test split: the headline is its figures (cv.json keeps the folds')
     with_test = read_json("metrics/eval.json")
-    assert with_test["scored_on"] == "9 test paintings" and with_test["cv"] == cv and with_test["n_test"] == 9
+    assert with_test["scored_on"] == "9 test paintings" and "cv" not in with_test and "n_test" not in with_test
 
     empty_test_split(tmp_path)  # split.test_size 0: the cross-validated figures are the model's
     stage_main("evaluate")
     metrics = read_json("metrics/eval.json")
-    assert metrics["scored_on"] == "3-fold cross-validation over 30 paintings" and metrics["n_test"] == 0
+    assert metrics["scored_on"] == "3-fold cross-validation over 30 paintings"
     assert metrics["accuracy"] == cv["accuracy_mean"] and metrics["macro_f1"] == cv["macro_f1_mean"]
     with open("metrics/confusion.csv", newline="", encoding="utf-8") as handle:
         assert list(csv.reader(handle)) == [["actual", "predicted"]]
     run = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["1"])[0]
-    assert run.data.metrics["cv.accuracy_mean"] == cv["accuracy_mean"]
-    assert run.data.metrics["cv_accuracy_mean"] == cv["accuracy_mean"]
+    # One name per figure: the fold summary as cv_*, the headline the last evaluate scored.
+    assert run.data.metrics["cv_accuracy_mean"] == cv["accuracy_mean"] and "cv.accuracy_mean" not in run.data.metrics
+    assert run.data.metrics["accuracy"] == cv["accuracy_mean"] and run.data.tags["scored_on"] == metrics["scored_on"]
 
 
 def test_no_test_split_and_no_cross_validation_is_one_line(tmp_path, resized_dataset, monkeypatch):
     setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}})
-    stage_main("train")
-    assert read_json("metrics/cv.json") == {"folds": 0}
+    stage_main("features", "train")
+    assert read_json("metrics/cv.json") == {}
     empty_test_split(tmp_path)
     with pytest.raises(PipelineError, match="split.test_size is 0.*train.cv_folds is 0: nothing scores"):
         stage_main("evaluate")
@@ -138,8 +140,8 @@ def test_folds_of_a_trained_backbone_leave_the_final_model_as_without_them(tmp_p
     histories = {}
     for folds in (0, 2):
         setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1, "cv_folds": folds}})
-        stage_main("train")
+        stage_main("features", "train")
         histories[folds] = Path("metrics/history.csv").read_text()
     assert histories[2] == histories[0]
     cv = read_json("metrics/cv.json")
-    assert cv["folds"] == 2 and cv["paintings"] == 24 and 0 <= cv["accuracy_mean"] <= 1
+    assert cv["scored_on"] == "2-fold cross-validation over 24 paintings" and 0 <= cv["accuracy_mean"] <= 1

@@ -31,16 +31,16 @@ import pytest
 from painter_id.core.errors import PipelineError
 from painter_id.model import model_files
 from testkit.images import make_resized_dataset
-from testkit.project import REPO_ROOT, run, stage_main, write_params
+from testkit.project import REPO_ROOT, run, run_stage, stage_main, write_params
 from testkit.project import setup_frozen as setup
 
 pytestmark = pytest.mark.slow
 
 # No dropout or augmentation: random layers draw different numbers on each replica, so only a
 # deterministic model can be compared number for number with one process.
-PARAMS = {"model": {"backbone": "simple_cnn", "weights": None, "dropout": 0.0},
+PARAMS = {"model": {"backbone": "simple_cnn", "weights": "random", "dropout": 0.0},
           # 18 training rows in batches of 6, 6 validation rows: every batch splits 3 + 3 over the workers.
-          "train": {"epochs": 2, "batch_size": 6, "flip": False, "validation_split": 0.25, "feature_cache": "off"},
+          "train": {"epochs": 2, "batch_size": 6, "flip": False, "validation_split": 0.25},
           "mlflow": {"log_model": False}}
 # Float32 sums in another order (each worker's half-batch, then an all-reduce) differ in the last bits.
 TOLERANCE = 1e-5
@@ -63,6 +63,7 @@ def workspace(root: Path, store: str, train: dict) -> Path:
     make_resized_dataset(root)
     write_params(root, {**PARAMS, "train": {**PARAMS["train"], **train}, "mlflow": {**PARAMS["mlflow"], "tracking_uri": store}})
     (root / "tmp").mkdir()
+    run_stage("features", root)  # the backbone trains: "not used", in a second
     return root
 
 
@@ -175,7 +176,9 @@ def test_a_killed_worker_stops_the_chief_with_one_line(tmp_path):
     assert last.startswith("error: train: train.strategy multi_worker: training stopped because another worker"), last
     assert "start training again on every machine in TF_CONFIG" in last and "Traceback" not in log
     # The folders exist (train checks up front that it can write them), but nothing was written in them.
-    assert not [*(chief / "models").iterdir(), *(chief / "metrics").iterdir(), *(chief / "tmp").iterdir()]
+    # Nothing half-written: models/ appears only whole (it never did), metrics/ and the temp folder stay empty.
+    assert not (chief / "models").exists()
+    assert not [*(chief / "metrics").iterdir(), *(chief / "tmp").iterdir()]
     (run,) = runs(store)
     assert run.info.status == "FAILED"
 
@@ -196,13 +199,13 @@ def _tf_config(task_type: str, index: int, chief: bool = False) -> dict:
     ("multi_worker", _tf_config("worker", 0, chief=True), False),  # a chief task exists: worker 0 only trains
 ])
 def test_only_the_chief_records_a_multi_worker_training(strategy, env, chief):
-    from painter_id.model.distribute import is_chief
+    from painter_id.model.cluster import is_chief
 
     assert is_chief(strategy, env) is chief
 
 
 def test_a_bad_tf_config_is_a_one_line_error():
-    from painter_id.model.distribute import is_chief
+    from painter_id.model.cluster import is_chief
 
     with pytest.raises(PipelineError, match="TF_CONFIG: not a valid cluster description"):
         is_chief("multi_worker", {"TF_CONFIG": '{"task": {"type": "worker"}}'})
@@ -210,7 +213,7 @@ def test_a_bad_tf_config_is_a_one_line_error():
 
 def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     make_resized_dataset(tmp_path)
-    write_params(tmp_path, {"model": {"backbone": "simple_cnn", "weights": None},
+    write_params(tmp_path, {"model": {"backbone": "simple_cnn", "weights": "random"},
                             # 18 training and 6 validation rows: every batch splits evenly over 2 replicas.
                             "train": {"epochs": 1, "batch_size": 8, "strategy": "mirrored", "validation_split": 0.25},
                             "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
@@ -220,9 +223,10 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import importlib
         from painter_id.core.runner import run_stage
-        from stages.train import main
-        run_stage("train", main)
+        importlib.import_module("stages.features").main()
+        run_stage("train", importlib.import_module("stages.train").main)
     """)
     proc = run([sys.executable, "-c", script], tmp_path, env={"PYTHONPATH": str(REPO_ROOT)})
 
@@ -238,7 +242,7 @@ def test_mixed_precision_trains_in_bfloat16_with_a_float32_softmax(tmp_path, mon
     setup(tmp_path, monkeypatch, {"model": {"backbone": "simple_cnn", "frozen_layers": 0},
                                   "train": {"epochs": 1, "precision": "mixed_bfloat16", "jit_compile": True}})
     try:
-        stage_main("train")
+        stage_main("features", "train")
     finally:
         keras.mixed_precision.set_global_policy("float32")  # the policy is per process
     model = keras.models.load_model("models/model.keras")

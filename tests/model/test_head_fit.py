@@ -12,13 +12,13 @@ import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
 from painter_id.core.errors import PipelineError
-from painter_id.core.params import Params, parse_section
-from painter_id.model import feature_cache, head_fit, training
+from painter_id.core.params import parse_section
+from painter_id.model import head_fit, model_files
 from testkit.images import make_resized_dataset
 from testkit.project import setup_frozen as setup
 from testkit.project import stage_main
 
-# The feature cache's case with no dropout and an L2 penalty: train.head_solver auto picks L-BFGS.
+# A frozen backbone without augmentation: the head is solved on the features, with this penalty.
 SOLVED = {"model": {"dropout": 0.0, "l2": 0.01}}
 
 
@@ -85,59 +85,41 @@ def test_solver_finds_what_a_long_keras_fit_converges_to():
 def test_train_stage_saves_the_solved_head_and_records_its_iterations(tmp_path, monkeypatch, mobilenet_weights):
     make_resized_dataset(tmp_path)
     # ImageNet weights: a random MobileNet's pooled features are ~1e-17, nothing to fit.
-    setup(tmp_path, monkeypatch, {"model": {**SOLVED["model"], "weights": str(mobilenet_weights)},
+    setup(tmp_path, monkeypatch, {"model": {**SOLVED["model"], "weights": "file", "weights_file": str(mobilenet_weights)},
                                   "train": {"validation_split": 0.3}})
-    stage_main("train")
+    stage_main("features", "train")
 
-    [cached] = sorted((tmp_path / feature_cache.CACHE_DIR).glob("*.npy"))
-    features = np.load(cached)
-    model = keras.models.load_model(tmp_path / "models" / "model.keras")
-    kernel, bias = model.get_layer("artist").get_weights()
-    # The pixels through the saved network give the solved head's probabilities of the cached features.
+    features = np.load(tmp_path / "data" / "features" / "train.npy")
+    kernel, bias, _ = model_files.read_head(tmp_path / "models" / "head.npz")
+    model = model_files.load_model(tmp_path / "models")
+    # The pixels through the assembled model give the solved head's probabilities of the features.
     pixels = np.load(tmp_path / "data" / "resized" / "train.npy")
     np.testing.assert_allclose(model.predict(pixels, verbose=0), head_fit.predict(kernel, bias, features), atol=1e-4)
     summary = json.loads((tmp_path / "metrics" / "train.json").read_text())
     with open(tmp_path / "metrics" / "history.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == summary["epochs_run"] == summary["best_epoch"] > 1
+    assert len(rows) == summary["iterations"] > 1
     losses = [float(row["loss"]) for row in rows]
     assert losses == sorted(losses, reverse=True)  # L-BFGS' line search never goes uphill
     assert 0 <= float(rows[-1]["val_accuracy"]) <= 1 and summary["best_val_loss"] == pytest.approx(
         float(rows[-1]["val_loss"]))
-    run = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["1"])[0]
-    assert run.data.params["train.head_solver_used"] == "lbfgs"
-    assert run.data.params["train.feature_cache_used"] == "miss"
-    history = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(run.info.run_id, "loss")
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.search_runs(["1"])[0]
+    assert run.data.params["model.trainable_params"] == str(kernel.size + bias.size)
+    history = client.get_metric_history(run.info.run_id, "train_loss")
     assert [m.step for m in history] == list(range(1, len(rows) + 1))
 
 
-@pytest.mark.parametrize("model, solver, expected", [
-    ({"dropout": 0.0, "l2": 0.01}, "auto", "lbfgs"),
-    ({"dropout": 0.0, "l2": 0.0}, "auto", "minibatch"),  # no unique optimum: keep what the epochs do
-    ({"dropout": 0.3, "l2": 0.01}, "auto", "minibatch"),
-    ({"dropout": 0.0, "l2": 0.0}, "lbfgs", "lbfgs"),
-    ({"dropout": 0.0, "l2": 0.01}, "minibatch", "minibatch"),
-])
-def test_auto_picks_lbfgs_only_where_it_is_exact(model, solver, expected):
-    params = Params(model=parse_section("model", model), train=parse_section("train", {"head_solver": solver}))
-    assert training.head_solver(params, "hit") == expected
-    if solver == "auto":  # the backbone trains (or augmentation is on): the epochs, always
-        assert training.head_solver(params, "off") == "minibatch"
-
-
-@pytest.mark.parametrize("model, cache, message", [
-    ({"dropout": 0.3}, "hit", "train.head_solver is lbfgs but model.dropout is 0.3; "),
-    ({"dropout": 0.0}, "off", "train.head_solver is lbfgs but the feature cache is not used"),
-])
-def test_lbfgs_where_it_cannot_run_is_one_line(model, cache, message):
-    params = Params(model=parse_section("model", model), train=parse_section("train", {"head_solver": "lbfgs"}))
-    with pytest.raises(PipelineError, match=message) as info:
-        training.head_solver(params, cache)
-    assert "\n" not in str(info.value)
+def test_a_zero_penalty_warns_and_stops_at_the_cap(caplog):
+    x = np.array([[0.0], [1.0]] * 5)  # separable: without a penalty the weights grow for ever
+    y = np.array([0, 1] * 5)
+    solution, rows = head_fit.fit_head(x, y, (np.arange(10), np.array([], int)), 2, 0.0, "none")
+    assert "model.l2 is 0" in caplog.text and len(rows) == solution.iterations
+    assert all(np.isnan(row["val_loss"]) for row in rows)
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("head_solver", "newton", "train.head_solver is 'newton'; use one of auto, lbfgs, minibatch"),
+    ("head_solver", "lbfgs", "train.head_solver was removed: a head on frozen features is always solved exactly"),
     ("cv_folds", 1, "train.cv_folds is 1; use 0 (no cross-validation) or 2 or more folds"),
     ("cv_folds", -3, "train.cv_folds is -3; use 0"),
 ])

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
-
 import keras
 import numpy as np
 import pytest
@@ -12,11 +9,12 @@ import pytest
 from painter_id.core.errors import PipelineError
 from painter_id.core.params import ModelParams
 from painter_id.model import model_files
-from painter_id.model.backbones import build_backbone, get_backbone
+from painter_id.model.backbones import build_backbone
+from painter_id.model.registry import get_backbone
 from painter_id.model.style import GramPool, MeanStdPool, pooled_features, projection
 from testkit.images import make_resized_dataset
-from testkit.project import cached_files, stage_main
 from testkit.project import setup_frozen as frozen_project
+from testkit.project import stage_main
 
 
 def gram_reference(maps: np.ndarray) -> np.ndarray:
@@ -115,29 +113,16 @@ def test_unknown_gram_layer_is_one_line_naming_the_param(mobilenet_any_size):
 
 
 @pytest.mark.slow
-def test_the_feature_cache_serves_style_heads_and_keys_them_apart(tmp_path, monkeypatch, caplog):
+def test_the_features_stage_serves_style_heads(tmp_path, monkeypatch):
     make_resized_dataset(tmp_path)
-    style = {"pooling": "mean_std", "gram_layers": ["conv_pw_3_relu"], "gram_dim": 8, "scales": [1.0, 1.5]}
+    style = {"pooling": "mean_std", "gram_layers": ["conv_pw_3_relu"], "gram_dim": 8, "scales": [1.0, 1.5],
+             "dropout": 0.0, "l2": 0.01}
     frozen_project(tmp_path, monkeypatch, {"model": style, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
-    caplog.set_level(logging.INFO, logger="painter_id.model.feature_cache")
-    stage_main("train")
-    assert "feature cache miss" in caplog.text
-    [stored] = cached_files(tmp_path)
-    assert json.loads(stored.with_suffix(".json").read_text())["gram"] == {"layers": ["conv_pw_3_relu"], "dim": 8}
-    # What the cache holds is the saved model's own `pool` output: the head trained on what predict computes.
-    model = model_files.load_model(tmp_path / "models" / "model.keras")
+    stage_main("features", "train")
+    stored = np.load(tmp_path / "data" / "features" / "train.npy")
+    assert stored.shape[1] == 2 * (2 * 256 + 36)  # two scales: mean and std of 256 channels, a 8x8 Gram
+    # The features are the assembled model's own `pool` output: the head solved on what predict computes.
+    model = model_files.load_model(tmp_path / "models")
     pool = keras.Model(model.inputs, model.get_layer("pool").output)
     images = np.load(tmp_path / "data" / "resized" / "train.npy")
-    np.testing.assert_allclose(np.load(stored), pool.predict(images, verbose=0), rtol=1e-4, atol=1e-5)
-    assert np.load(stored).shape[1] == 2 * (2 * 256 + 36)  # two scales
-
-    caplog.clear()
-    frozen_project(tmp_path, monkeypatch, {"model": {**style, "dropout": 0.5}, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
-    stage_main("train")
-    assert "feature cache hit" in caplog.text and "feature cache miss" not in caplog.text
-
-    # Another Gram size (or scale) is other features: a new entry, never the old one read back.
-    caplog.clear()
-    frozen_project(tmp_path, monkeypatch, {"model": {**style, "gram_dim": 4}, "train": {"epochs": 1}, "mlflow": {"log_model": False}})
-    stage_main("train")
-    assert "feature cache miss" in caplog.text and len(cached_files(tmp_path)) == 2
+    np.testing.assert_allclose(stored, pool.predict(images, verbose=0), rtol=1e-4, atol=1e-5)

@@ -16,16 +16,15 @@ import pytest
 from painter_id.core.errors import PipelineError
 from painter_id.data import resized
 from painter_id.model import model_files, network
-from painter_id.model.backbones import BACKBONES, build_backbone
+from painter_id.model.backbones import build_backbone
 from painter_id.model.datasets import make_dataset
+from painter_id.model.registry import BACKBONES
 from painter_id.model.training import HISTORY_COLUMNS
 from testkit.project import run_stage, setup_project, stage_main, write_params
 
-TRAIN_KEYS = {"best_epoch", "epochs_run", "best_val_accuracy", "best_val_loss", "train_seconds",
-              "trainable_params", "frozen_params", "backbone_layers", "frozen_layers"}
-TINY = {"model": {"backbone": "simple_cnn", "weights": None, "frozen_layers": 0},
-        "train": {"epochs": 2, "batch_size": 8}}
-MOBILENET = {"model": {"backbone": "MobileNet", "alpha": 0.25, "weights": None}, "train": {"epochs": 1}}
+# Results only: the model's sizes are MLflow params, its time an MLflow metric.
+TRAIN_KEYS = {"best_epoch", "epochs_run", "best_val_accuracy", "best_val_loss"}
+MOBILENET = {"model": {"backbone": "MobileNet", "alpha": 0.25, "weights": "random"}, "train": {"epochs": 1}}
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -33,16 +32,24 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def run_params(db: Path) -> dict[str, str]:
+    import mlflow
+
+    return mlflow.MlflowClient(f"sqlite:///{db}").search_runs(["1"])[0].data.params
+
+
 def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch, caplog):
-    setup_project(tmp_path, monkeypatch, {})
+    db = setup_project(tmp_path, monkeypatch, {})
     caplog.set_level(logging.INFO, logger="painter_id.model.progress")
 
-    stage_main("train")
+    stage_main("features", "train")
 
     summary = json.loads(Path("metrics/train.json").read_text())
     assert set(summary) == TRAIN_KEYS
     assert 0 <= summary["best_val_accuracy"] <= 1 and summary["best_val_loss"] > 0
-    assert summary["backbone_layers"] == 6 and summary["frozen_layers"] == 0 and summary["frozen_params"] == 0
+    params = run_params(db)
+    assert (params["model.backbone_layers"], params["model.frozen_layers_resolved"], params["model.frozen_params"]) \
+        == ("6", "0", "0")
     assert 1 <= summary["best_epoch"] <= summary["epochs_run"] == 2
     history = read_rows(Path("metrics/history.csv"))
     assert [row["epoch"] for row in history] == ["1", "2"]
@@ -63,7 +70,7 @@ def test_tiny_backbone_trains_end_to_end(tmp_path, resized_dataset, monkeypatch,
 def test_validation_split_zero_trains_on_every_row_and_stops_on_training_loss(tmp_path, resized_dataset,
                                                                               monkeypatch):
     db = setup_project(tmp_path, monkeypatch, {"train": {"epochs": 3, "validation_split": 0}})
-    stage_main("train")
+    stage_main("features", "train")
 
     summary = json.loads(Path("metrics/train.json").read_text())
     assert summary["best_val_accuracy"] is None and summary["best_val_loss"] is None
@@ -75,7 +82,7 @@ def test_validation_split_zero_trains_on_every_row_and_stops_on_training_loss(tm
     client = mlflow.MlflowClient(f"sqlite:///{db}")
     run = client.search_runs(["1"])[0]
     assert "val_loss" not in run.data.metrics and "train.best_val_loss" not in run.data.metrics
-    assert len(client.get_metric_history(run.info.run_id, "loss")) == 3
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 3
     split = resized.load_split("train")
     train_idx, val_idx = resized.validation_split(split, 0, seed=1)
     assert sorted(train_idx) == list(range(len(split.paths))) and len(val_idx) == 0
@@ -83,22 +90,22 @@ def test_validation_split_zero_trains_on_every_row_and_stops_on_training_loss(tm
 
 def test_same_seed_trains_the_same_model(tmp_path, resized_dataset, monkeypatch):
     setup_project(tmp_path, monkeypatch, {"train": {"epochs": 1}})
-    stage_main("train")
+    stage_main("features", "train")
     first = Path("metrics/history.csv").read_text()
-    stage_main("train")
+    stage_main("features", "train")
     assert Path("metrics/history.csv").read_text() == first
 
 
 @pytest.mark.slow
 def test_frozen_layers_keep_their_weights_and_batchnorm_statistics(tmp_path, resized_dataset, monkeypatch,
                                                                     mobilenet_weights):
-    setup_project(tmp_path, monkeypatch, {"model": {**MOBILENET["model"], "weights": str(mobilenet_weights),
-                                                    "frozen_layers": 40},
-                                          "train": {"epochs": 1, "learning_rate": 0.01}})
-    stage_main("train")
+    db = setup_project(tmp_path, monkeypatch, {
+        "model": {**MOBILENET["model"], "weights": "file", "weights_file": str(mobilenet_weights), "frozen_layers": 40},
+        "train": {"epochs": 1, "learning_rate": 0.01}})
+    stage_main("features", "train")
 
-    summary = json.loads(Path("metrics/train.json").read_text())
-    assert summary["backbone_layers"] == 86 and summary["frozen_layers"] == 40
+    params = run_params(db)
+    assert params["model.backbone_layers"] == "86" and params["model.frozen_layers_resolved"] == "40"
     model = keras.models.load_model("models/model.keras")
     trained = next(layer for layer in model.layers if layer.name.startswith("mobilenet"))
     original = build_backbone(BACKBONES["MobileNet"], 32, str(mobilenet_weights), alpha=0.25)
@@ -117,28 +124,29 @@ def test_pooled_layers_and_l2_shape_the_head_and_are_recorded(tmp_path, resized_
                                                               mobilenet_weights):
     pooled = ["conv_pw_5_relu", "conv_pw_11_relu"]
     db = setup_project(tmp_path, monkeypatch, {
-        "model": {**MOBILENET["model"], "weights": str(mobilenet_weights), "frozen_layers": "all",
-                  "pooled_layers": pooled, "l2": 0.01},
+        "model": {**MOBILENET["model"], "weights": "file", "weights_file": str(mobilenet_weights),
+                  "frozen_layers": "all", "pooled_layers": pooled, "l2": 0.01},
         "train": {"epochs": 2, "flip": False}})
-    stage_main("train")
+    stage_main("features", "train")
 
-    model = model_files.load_model("models/model.keras")
+    # A frozen backbone without augmentation: the head was solved on the features, and the model
+    # is their extractor plus the head, assembled into one Keras model on load.
+    assert Path("models/head.npz").is_file() and not Path("models/model.keras").exists()
+    model = model_files.load_model("models")
     # MobileNet alpha 0.25: 256 channels at the end, 64 after block 5, 128 after block 11
     assert model.get_layer("pool").output.shape[-1] == 256 + 64 + 128
-    regularizer = model.get_layer("artist").kernel_regularizer
-    assert isinstance(regularizer, keras.regularizers.L2) and regularizer.l2 == pytest.approx(0.01)
     probabilities = model.predict(np.zeros((2, 32, 32, 3), np.uint8), verbose=0)
     assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
-    import mlflow
-    params = mlflow.MlflowClient(f"sqlite:///{db}").search_runs(["1"])[0].data.params
+    params = run_params(db)
     assert params["model.pooled_layers"] == "[conv_pw_5_relu, conv_pw_11_relu]" and params["model.l2"] == "0.01"
-    assert params["train.feature_cache_used"] == "miss"  # the concatenated features are cached like a single pool
+    assert params["model.trainable_params"] == str((256 + 64 + 128) * 3 + 3)  # the head alone
 
 
 @pytest.mark.slow
 def test_unknown_pooled_layer_exits_2_with_a_suggestion(tmp_path, resized_dataset):
     write_params(tmp_path, {**MOBILENET, "model": {**MOBILENET["model"], "pooled_layers": ["conv_pw_11_rel"]},
                             "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
+    run_stage("features", tmp_path)
     proc = run_stage("train", tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
@@ -152,6 +160,7 @@ def test_frozen_layers_beyond_the_backbone_exit_2_naming_the_count(tmp_path, res
     write_params(tmp_path, {**MOBILENET, "model": {**MOBILENET["model"], "frozen_layers": 100},
                             "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
 
+    run_stage("features", tmp_path)  # not "all": features says not used, without TensorFlow
     proc = run_stage("train", tmp_path, check=False)
 
     assert proc.returncode == 2, proc.stderr
@@ -169,13 +178,14 @@ def test_imagenet_weights_from_the_keras_cache(tmp_path, resized_dataset, mobile
                                                    "frozen_layers": "all"},
                             "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
 
-    run_stage("train", tmp_path, env={"KERAS_HOME": str(tmp_path / "keras_home")})
+    for stage in ("features", "train"):
+        run_stage(stage, tmp_path, env={"KERAS_HOME": str(tmp_path / "keras_home")})
 
-    model = keras.models.load_model(tmp_path / "models" / "model.keras")
+    model = keras.models.load_model(tmp_path / "models" / "model.keras")  # flip is on: trained from the pixels
     backbone = next(layer for layer in model.layers if layer.name.startswith("mobilenet"))
     with h5py.File(mobilenet_weights, "r") as weights:
         np.testing.assert_array_equal(backbone.get_layer("conv1").kernel.numpy(), weights["conv1/conv1/kernel:0"][()])
-    assert json.loads((tmp_path / "metrics" / "train.json").read_text())["frozen_layers"] == 86
+    assert run_params(tmp_path / "mlflow.db")["model.frozen_layers_resolved"] == "86"
 
 
 @pytest.mark.slow
@@ -187,6 +197,7 @@ def test_imagenet_weights_offline_is_one_line_saying_how_to_provide_them(tmp_pat
     env = {"KERAS_HOME": str(tmp_path / "empty"), "HTTPS_PROXY": dead, "https_proxy": dead,
            "HTTP_PROXY": dead, "http_proxy": dead}
 
+    run_stage("features", tmp_path, env=env)
     proc = run_stage("train", tmp_path, check=False, env=env)
 
     assert proc.returncode == 2, proc.stderr
@@ -203,14 +214,14 @@ def test_unusable_store_stops_before_training(tmp_path, resized_dataset, monkeyp
     monkeypatch.setattr(network, "build_model", lambda *args, **kwargs: built.append(args))
 
     with pytest.raises(PipelineError, match="does not exist"):
-        stage_main("train")
+        stage_main("features", "train")
     assert built == [] and not Path("models/model.keras").exists()
 
 
 def test_image_size_below_backbone_minimum_is_reported(tmp_path, resized_dataset, monkeypatch):
     setup_project(tmp_path, monkeypatch, {"model": {"backbone": "InceptionV3"}})
     with pytest.raises(PipelineError, match="resize.image_size is 32 .* at least 75"):
-        stage_main("train")
+        stage_main("features", "train")
 
 
 def _split(paths, artists, sources) -> resized.Split:

@@ -24,7 +24,7 @@ from testkit.checks import assert_one_line_error, leftovers, read_rows, snapshot
 from testkit.images import make_raw_dataset, make_resized_dataset, painting
 from testkit.project import run_stage, stage_main, write_params
 
-TINY_TRAIN = {"model": {"backbone": "simple_cnn", "weights": None, "frozen_layers": 0},
+TINY_TRAIN = {"model": {"backbone": "simple_cnn", "weights": "random", "frozen_layers": 0},
               "train": {"epochs": 1, "batch_size": 8}}
 
 
@@ -52,7 +52,8 @@ def test_odd_images_go_through_download_split_oversample_resize(tmp_path, monkey
     project = tmp_path / "project"
     project.mkdir()
     write_params(project, {"data": {"source": "path", "path": str(src)}, "split": {"test_size": 0.3},
-                           "oversample": {"min_count": 3}, "resize": {"image_size": SIDE, "mode": "pad"}, "runtime": {"workers": 1}})
+                           "oversample": {"min_count": 3}, "resize": {"image_size": SIDE, "mode": "pad"},
+                           "runtime": {"workers": 1}})
     monkeypatch.chdir(project)
     for stage in ("download", "split", "oversample", "resize"):
         stage_main(stage)
@@ -66,7 +67,8 @@ def test_odd_images_go_through_download_split_oversample_resize(tmp_path, monkey
     modes = {Path(p).name: r["mode"] for p, r in manifest.items()}
     assert modes["cmyk.jpg"] == "CMYK" and modes["sixteen.png"].startswith("I") and modes["onebit.png"] == "1"
     assert modes["palette_alpha.png"] == "P" and modes["rgba.png"] == "RGBA" and modes["png_named.jpg"] == "RGB"
-    assert (manifest[f"images/Claude_Monet/{ROTATED}"]["width"], manifest[f"images/Claude_Monet/{ROTATED}"]["height"]) == ("40", "20")
+    rotated = manifest[f"images/Claude_Monet/{ROTATED}"]
+    assert (rotated["width"], rotated["height"]) == ("40", "20")
     rejected = {Path(r["path"]).name: r["reason"] for r in read_rows(raw / "rejected.csv")}
     assert set(rejected) == {*badfiles.BROKEN_IMAGES, badfiles.BOMB}  # hidden files and notes: skipped silently
     for name, reason in badfiles.BROKEN_IMAGES.items():
@@ -121,9 +123,10 @@ PARAM_CASES = {
     "wrong-type": ("resize", {"resize": {"image_size": "large"}}, ["resize.image_size is 'large'", "must be an integer"], True),
     "test-size": ("split", {"split": {"test_size": 1.0}}, ["split.test_size is 1.0", "[0, 1)"], True),
     "negative-epochs": ("train", {"train": {"epochs": -2}}, ["train.epochs is -2"], True),
-    "below-minimum": ("train", {"model": {"backbone": "InceptionResNetV2"}},
+    "below-minimum": ("features", {"model": {"backbone": "InceptionResNetV2"}},
                       ["resize.image_size is 32", "InceptionResNetV2 needs at least 75"], True),
-    "backbone": ("train", {"model": {"backbone": "ResNet51"}}, ["model.backbone is 'ResNet51'", "ResNet50", "MobileNet", "simple_cnn"], True),
+    "backbone": ("features", {"model": {"backbone": "ResNet51"}},
+                 ["model.backbone is 'ResNet51'", "ResNet50", "MobileNet", "simple_cnn"], True),
     "missing-path": ("download", {"data": {"source": "path", "path": "no/such/folder"}},
                      ["data.path", "no/such/folder", "no such folder or archive"], False),
 }
@@ -165,7 +168,8 @@ def test_a_file_where_the_data_folder_should_be_stops_download_before_work(tmp_p
     write_params(tmp_path, {"data": {"source": "synthetic", "synthetic_artists": 2, "synthetic_images": 20}})
     proc = run_stage("download", tmp_path, check=False)
     assert_one_line_error(proc, "download", str(tmp_path / "data"), "cannot write outputs there")
-    assert (tmp_path / "data").read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]
+    assert (tmp_path / "data").read_text() == "not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]
 
 
 def named_source(root: Path, outside: Path) -> Path:
@@ -230,7 +234,8 @@ def test_secrets_never_reach_logs_outputs_or_mlflow(tmp_path, private_web):
                            "split": {"test_size": 0.3}, "oversample": {"min_count": 3},
                            "resize": {"image_size": 16}, "runtime": {"workers": 1}, "mlflow": {"tracking_uri": "sqlite:///mlflow.db"}})
     env = {"KAGGLE_USERNAME": "art", "KAGGLE_KEY": kaggle_key}
-    outputs = [run_stage(stage, project, env=env) for stage in ("download", "split", "oversample", "resize", "train")]
+    outputs = [run_stage(stage, project, env=env)
+               for stage in ("download", "split", "oversample", "resize", "features", "train")]
 
     assert "holds a password" in outputs[0].stderr  # the user is told to move it out of params.yaml
     assert len(read_rows(project / "data" / "raw" / "manifest.csv")) == len(ODD_IMAGES) + 5

@@ -58,7 +58,7 @@ def test_data_stages_under_dvc_repro(tmp_path):
     set_image_size(project, 40)
     status = dvc(project, "status", "--json")
     # source is always changed: it looks at the data source on every repro.
-    assert set(yaml.safe_load(status.stdout)) == {"source", "resize", "train", "evaluate"}
+    assert set(yaml.safe_load(status.stdout)) == {"source", "resize", "features", "train", "evaluate"}
     rerun = dvc(project, "repro", "resize")
     assert _ran(rerun.stdout) == {"resize"}
     assert np.load(project / "data/resized/train.npy", mmap_mode="r").shape[1:] == (40, 40, 3)

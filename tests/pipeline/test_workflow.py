@@ -2,8 +2,9 @@
 
 One temporary clone of the project on the smallest config: `dvc repro`, commit,
 `dvc exp run -S model.frozen_layers=N`, `dvc metrics diff`, a queued experiment run by
-`dvc queue start` (the three-point `-j 2` sweep is in tests/test_team.py), then the MLflow store (the default one, in the main workspace) must hold
-one finished run per training with the right params, and `painter-compare` must list them.
+`dvc queue start` (the three-point `-j 2` sweep is in tests/tracking/test_team_servers.py), then
+the MLflow store (the default one, in the main workspace) must hold one finished run per
+training with the right params, and `painter-compare` must list them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ TINY = {
     "resize": {"image_size": 32},
     # The small CNN: the workflow is about DVC and MLflow, and a keras.applications network
     # would add ~30 s of graph building to each of its trainings (they are tested in test_train).
-    "model": {"backbone": "simple_cnn", "weights": None, "frozen_layers": 0},
+    "model": {"backbone": "simple_cnn", "weights": "random", "frozen_layers": 0},
     "train": {"epochs": 2, "batch_size": 16},
     "evaluate": {"misclassified": 4},
     # MLflow Models are tested in tests/test_mlflow_model.py; here they would only add ~10 s a run.
@@ -68,6 +69,7 @@ def workflow(tmp_path_factory):
     (project / "params.yaml").write_text(params, encoding="utf-8")
     log["exp"] = dvc(project, "exp", "run", "-n", "frozen4", "-S", "model.frozen_layers=4", env=ENV).stdout
     log["metrics_diff"] = dvc(project, "metrics", "diff", "--all", "--json", env=ENV).stdout
+    log["only_changed"] = dvc(project, "exp", "show", "--only-changed", "--md", env=ENV).stdout
     # The baseline's params again: DVC restores train/evaluate from its run cache, and no
     # MLflow run is added.
     log["cached"] = dvc(project, "exp", "run", "-n", "baseline-again", "-S", "model.frozen_layers=0",
@@ -87,13 +89,28 @@ def workflow(tmp_path_factory):
 def test_repro_runs_all_stages_then_exp_run_only_retrains(workflow):
     project, log = workflow
     assert _ran(log["repro"]) == set(STAGES)
-    assert _ran(log["exp"]) == {"train", "evaluate"}
+    # features reads model.frozen_layers (it says "not used" for a backbone that trains, in a second).
+    assert _ran(log["exp"]) == {"features", "train", "evaluate"}
     diff = json.loads(log["metrics_diff"])
-    changed = {key for values in diff.values() for key, entry in values.items() if entry.get("diff")}
-    # Freezing layers must change what is trained; the time is shown but may round to the
-    # same tenth of a second, so only its presence is asserted.
-    assert "trainable_params" in changed and "frozen_params" in changed, diff
-    assert "train_seconds" in diff["metrics/train.json"], diff
+    # Results only, each once: no settings (layer or parameter counts), no times, no cross-validation copy.
+    assert set(diff["metrics/eval.json"]) == {"scored_on", "accuracy", "top5_accuracy", "balanced_accuracy",
+                                              "macro_f1"}, diff
+    assert set(diff["metrics/train.json"]) == {"best_epoch", "epochs_run", "best_val_accuracy", "best_val_loss"}
+    assert "metrics/cv.json" not in diff or not diff["metrics/cv.json"]
+    # Freezing layers changes what is trained: fewer trainable parameters in MLflow, where sizes live.
+    runs = {run.info.run_name: run.data.params for run in _runs(project / "mlflow.db")}
+    baseline = next(params for name, params in runs.items() if name != "frozen4")
+    assert int(runs["frozen4"]["model.trainable_params"]) < int(baseline["model.trainable_params"])
+
+
+@pytest.mark.slow
+def test_exp_show_only_changed_shows_the_param_and_what_it_changed(workflow):
+    _, log = workflow
+    header = [cell.strip() for cell in log["only_changed"].splitlines()[0].strip("|").split("|")]
+    # The param that differs, the results, and the model it made: no code, data or time columns.
+    assert "model.frozen_layers" in header and "accuracy" in header and "models" in header, header
+    assert not [name for name in header if name.startswith(("painter_id", "stages/", "data/")) or "seconds" in name]
+    assert len(header) <= 16, header
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ def trained(tmp_path_factory) -> Path:
     make_resized_dataset(root, mode="crop")  # data/resized/format.json says crop: train records it for predict
     with pytest.MonkeyPatch.context() as monkeypatch:
         setup_project(root, monkeypatch, {"train": {"epochs": 1}})
-        stage_main("train")
+        stage_main("features", "train")
     return root
 
 

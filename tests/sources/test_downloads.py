@@ -131,7 +131,8 @@ def test_kaggle_without_credentials_is_one_line(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "error, expected",
     [
-        (type("KaggleApiHTTPError", (Exception,), {"response": _Response(401)})("401 for user bob key s3cr3tkey"), "rejected the credentials"),
+        (type("KaggleApiHTTPError", (Exception,), {"response": _Response(401)})("401 for user bob key s3cr3tkey"),
+         "rejected the credentials"),
         (ConnectionError("cannot reach kaggle.com with key s3cr3tkey"), "failed (ConnectionError)"),
     ],
 )

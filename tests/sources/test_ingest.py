@@ -109,7 +109,8 @@ def test_spellings_of_one_artist_merge_and_name_clashes_are_rejected(tmp_path, m
     durer = [r for r in read_rows(raw / "manifest.csv") if r["artist"] == "Albrecht Dürer"]
     assert len(durer) == 3 and (raw / "images" / DURER_NFC / "Ren\u00e9.jpg").is_file()
     [reject] = read_rows(raw / "rejected.csv")
-    assert reject["reason"] == f"name clash after Unicode normalization: images/{DURER_NFC}/Ren\u00e9.jpg is already {reject['path']}"
+    assert reject["reason"] == (f"name clash after Unicode normalization: images/{DURER_NFC}/Ren\u00e9.jpg "
+                                f"is already {reject['path']}")
 
 
 def test_min_images_and_top_n(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Artist and file names from a source, on generated names: each is rejected with a reason or becomes a safe folder and CSV cell."""
+"""Artist and file names from a source, on generated names: rejected with a reason, or a safe folder and CSV cell."""
 
 from __future__ import annotations
 

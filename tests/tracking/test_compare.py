@@ -37,9 +37,10 @@ def store_root(tmp_path_factory):
         run_id = client.create_run(experiment, run_name=name).info.run_id
         for key, value in {**SHARED, **params}.items():
             client.log_param(run_id, key, value)
-        for key, value in {"test_accuracy": accuracy, "train.best_epoch": best_epoch, "train.best_loss": 0.5,
-                           "train.best_accuracy": 0.9, "train.train_seconds": 11.9}.items():
+        for key, value in {"accuracy": accuracy, "train.best_epoch": best_epoch, "train.best_loss": 0.5,
+                           "train.best_accuracy": 0.9, "train.seconds": 11.9}.items():
             client.log_metric(run_id, key, value)
+        client.set_tag(run_id, "scored_on", "80 test paintings")
         client.set_terminated(run_id)
     return root
 
@@ -65,6 +66,7 @@ def test_only_the_params_that_differ_are_shown_with_the_best_epoch(store, capsys
                                                                           ("0.0", "none")]
     assert [row["best_epoch"] for row in rows] == ["120.0", "120.0", "40.0"]
     assert rows[0]["best_loss"] == "0.5" and rows[0]["best_accuracy"] == "0.9"
+    assert rows[0]["scored_on"] == "80 test paintings"  # what the headline accuracy was scored on
 
 
 def test_listing_fewer_runs_narrows_what_differs_and_all_params_shows_everything(store, capsys):

@@ -18,12 +18,23 @@ def test_register_tags_the_version_and_moves_the_alias(in_store, capsys):
     commit = run(["git", "rev-parse", "HEAD"], in_store["root"]).stdout.strip()
     assert first.tags["dvc_exp"] == "tiny-lamb" and first.tags["git_commit"] == commit
 
-    register.main(["--run", "tiny-lamb"])
+    register.main(["--run", "tiny-lamb"])  # already a version: the alias stays on it, no second version
 
-    assert "alias 'champion' -> version" in capsys.readouterr().out
+    assert "already registered: painter-id version 1" in capsys.readouterr().out
     now = client.get_model_version_by_alias(NAME, "champion")
-    assert int(now.version) == int(first.version) + 1 and now.run_id == first.run_id
+    assert now.version == first.version and len(client.search_model_versions(f"name = '{NAME}'")) == 1
     with pytest.raises(PipelineError, match="--run 'nosuch': no such run"):
         register.main(["--run", "nosuch"])
     with pytest.raises(PipelineError, match="no finished run has both the metric 'test_nothing'"):
         register.main(["--metric", "test_nothing"])
+
+
+@pytest.mark.parametrize("alias, reason", [("latest", "keeps for itself"), ("v7", "keeps for itself"),
+                                           ("two words", "letters, digits"), ("a/b", "letters, digits"),
+                                           ("", "letters, digits")])
+def test_an_alias_the_registry_refuses_is_one_line_and_writes_nothing(in_store, alias, reason):
+    client = mlflow.MlflowClient(in_store["uri"])
+    before = len(client.search_model_versions(f"name = '{NAME}'"))
+    with pytest.raises(PipelineError, match=reason):
+        register.main(["--alias", alias])
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == before
