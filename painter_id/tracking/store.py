@@ -164,7 +164,7 @@ def check_artifact_store(uri: str) -> None:
         message = str(reply.json().get("message", ""))
     except ValueError:
         return
-    bucket = re.search(r"in (s3://([^/\s:]+)\S*)", message)
+    bucket = re.search(r"in (s3://([^/\s:]+)[^\s:]*)", message)
     if "bucket does not exist" in message and bucket:
         raise PipelineError(
             f"MLflow server {redact_text(uri)} cannot store artifacts: bucket {bucket.group(2)!r} ({bucket.group(1)}) does not "
