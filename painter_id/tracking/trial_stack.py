@@ -218,6 +218,17 @@ def group_alive(pid: int) -> bool:
     return True
 
 
+def reap(pid: int, proc: Optional[subprocess.Popen] = None) -> None:
+    """Collect ``pid``'s exit status if it is this process's child: a zombie still counts as alive."""
+    if proc is not None:
+        proc.poll()
+        return
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child (a detached start's): init collects it
+        pass
+
+
 def stop_group(pid: int, marker: str, proc: Optional[subprocess.Popen] = None) -> None:
     """Stop the process group led by ``pid`` (TERM, then KILL after :data:`STOP_TIMEOUT_S`), helpers included.
 
@@ -232,8 +243,7 @@ def stop_group(pid: int, marker: str, proc: Optional[subprocess.Popen] = None) -
         return
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while group_alive(pid) and time.monotonic() < deadline:
-        if proc is not None:
-            proc.poll()  # reap our own child, or it stays a zombie that still counts as alive
+        reap(pid, proc)
         time.sleep(0.2)
     if group_alive(pid):
         os.killpg(pid, signal.SIGKILL)
