@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import netrc
 import os
+import re
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -22,6 +23,20 @@ def redact_url(url: str) -> str:
     """``url`` without user, password, query or fragment, safe to show in logs and errors."""
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parts.scheme, _host_port(parts), parts.path, "", ""))
+
+
+# A URL in free text: its user:password@ and query string (signed links) must never be recorded.
+URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL's ``user:password@``, query and fragment removed, for what MLflow records or errors show."""
+    def clean(match: re.Match) -> str:
+        url = match.group(0)
+        # Only URLs that carry something to hide: redact_url would also normalise sqlite:////x.
+        return redact_url(url) if any(ch in url for ch in "@?#") else url
+
+    return URL_IN_TEXT.sub(clean, text)
 
 
 def has_password(url: str) -> bool:

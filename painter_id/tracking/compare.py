@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from painter_id.core.errors import PipelineError, first_line
+from painter_id.core.urls import redact_text
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -103,8 +104,12 @@ def fetch_runs(uri: str, experiment: str) -> list[Run]:
                 return []
             return list(client.search_runs([found.experiment_id], max_results=50_000))
     except Exception as exc:  # MLflow raises many types for a missing or broken store
-        raise PipelineError(f"cannot read MLflow store {uri}: {first_line(exc)[:300]}; check --tracking-uri "
-                            "(a damaged store: restore it from a backup)") from None
+        shown = redact_text(uri)
+        problem = store.store_problem(uri, exc)
+        if problem:
+            raise PipelineError(f"cannot read MLflow store {shown}: {problem}") from None
+        hint = "; check --tracking-uri" + (" (a damaged store: restore it from a backup)" if db is not None else "")
+        raise PipelineError(f"cannot read MLflow store {shown}: {redact_text(first_line(exc))[:300]}{hint}") from None
 
 
 def select(runs: Sequence[Run], where: dict[str, str], sort: str, ascending: bool = False,

@@ -1,18 +1,19 @@
 """One MLflow run per training: its name, tags, params, metrics and artifacts, and how it ends.
 
 A run is created and ended by :func:`start_run` (FINISHED, FAILED, or KILLED on an
-interrupt); params and free text are recorded without URL credentials (:func:`redact`).
+interrupt); params and free text are recorded without URL credentials (:func:`painter_id.core.urls.redact_text`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import logging
 import math
 import os
-import re
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 
 from painter_id.core.errors import first_line
-from painter_id.core.urls import redact_url
+from painter_id.core.urls import redact_text, redact_url
 from painter_id.core.workspace import git_output
 from painter_id.tracking.store import HOST_TAG, PID_TAG
 
@@ -36,8 +37,6 @@ HISTORY_KEYS = {"loss": "train_loss", "accuracy": "train_accuracy"}
 # What the headline figures were scored on: "80 test paintings", "5-fold cross-validation over 431 paintings".
 SCORED_ON_TAG = "scored_on"
 PARAM_BATCH = 100
-# A URL in free text: its user:password@ and query string (signed links) must never be recorded.
-URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
 def run_name(backbone: str, frozen_layers: int, env: Optional[Mapping[str, str]] = None) -> str:
@@ -46,17 +45,47 @@ def run_name(backbone: str, frozen_layers: int, env: Optional[Mapping[str, str]]
     return env.get("DVC_EXP_NAME") or f"{backbone}-frozen{frozen_layers}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def run_tags(cwd: Optional[Path] = None, env: Optional[Mapping[str, str]] = None) -> dict[str, str]:
-    """Tags tying a run to its code: git commit, DVC experiment name and baseline commit."""
+def run_tags(cwd: Optional[Path] = None, env: Optional[Mapping[str, str]] = None,
+             source: Optional[str] = None) -> dict[str, str]:
+    """Tags tying a run to its code and its author: git commit and remote, source, user, DVC experiment.
+
+    ``mlflow.user`` is the MLflow login (``MLFLOW_TRACKING_USERNAME``) when there is one, else
+    the local user: MLflow's UI shows it as the run's user (``unknown`` without it), so a team
+    can tell whose run is whose. ``mlflow.source.name`` is ``source`` (default: the script
+    this process runs, relative to ``cwd``), shown with the commit as the run's source.
+    """
     env = os.environ if env is None else env
-    commit = git_output(["rev-parse", "HEAD"], Path.cwd() if cwd is None else Path(cwd))
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+    commit = git_output(["rev-parse", "HEAD"], cwd)
+    remote = git_output(["remote", "get-url", "origin"], cwd)
     tags = {
         "git.commit": commit,
         "mlflow.source.git.commit": commit,
+        "mlflow.source.git.repoURL": redact_url(remote) if remote and "://" in remote else remote,
+        "mlflow.source.name": source or _entry_point(cwd),
+        "mlflow.source.type": "LOCAL",
+        "mlflow.user": env.get("MLFLOW_TRACKING_USERNAME") or _local_user(),
         "dvc.exp_name": env.get("DVC_EXP_NAME"),
         "dvc.baseline_rev": env.get("DVC_EXP_BASELINE_REV") or commit,
     }
     return {key: value for key, value in tags.items() if value}
+
+
+def _entry_point(cwd: Path) -> str:
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c") else None
+    if script is None:
+        return "python"
+    try:
+        return script.absolute().relative_to(cwd.absolute()).as_posix()  # stages/train.py
+    except ValueError:
+        return script.name
+
+
+def _local_user() -> Optional[str]:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no user name in the environment nor the password database
+        return None
 
 
 @contextlib.contextmanager
@@ -78,19 +107,9 @@ def start_run(client: mlflow.MlflowClient, experiment_id: str, name: str,
         client.set_terminated(run_id, status=status)
 
 
-def redact(text: str) -> str:
-    """``text`` with every URL's ``user:password@``, query and fragment removed, for what MLflow records."""
-    def clean(match: re.Match) -> str:
-        url = match.group(0)
-        # Only URLs that carry something to hide: redact_url would also normalise sqlite:////x.
-        return redact_url(url) if any(ch in url for ch in "@?#") else url
-
-    return URL_IN_TEXT.sub(clean, text)
-
-
 def log_params(client: mlflow.MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
     """Log ``params`` (values as strings; ``None`` as ``null``, like params.yaml; no URL credentials)."""
-    items = [Param(key, "null" if value is None else redact(str(value))) for key, value in params.items()]
+    items = [Param(key, "null" if value is None else redact_text(str(value))) for key, value in params.items()]
     for start in range(0, len(items), PARAM_BATCH):
         client.log_batch(run_id, params=items[start:start + PARAM_BATCH])
 
@@ -139,7 +158,7 @@ def log_dataset(client: mlflow.MlflowClient, run_id: str, dataset: Mapping[str, 
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
     entity = Dataset(name=dataset["name"], digest=dataset["digest"], source_type="painter-id",
-                     source=json.dumps({"source": redact(dataset["source"])}), profile=json.dumps(dataset["profile"]))
+                     source=json.dumps({"source": redact_text(dataset["source"])}), profile=json.dumps(dataset["profile"]))
     client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])])
 
 
@@ -152,7 +171,7 @@ def log_artifacts(client: mlflow.MlflowClient, run_id: str, paths: Iterable[os.P
             continue
         with tempfile.TemporaryDirectory(prefix=".mlflow-artifact-") as folder:
             clean = Path(folder) / path.name
-            clean.write_text(redact(path.read_text(encoding="utf-8")), encoding="utf-8")
+            clean.write_text(redact_text(path.read_text(encoding="utf-8")), encoding="utf-8")
             client.log_artifact(run_id, str(clean))
 
 

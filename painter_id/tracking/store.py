@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Iterator, Mapping, Optional
@@ -24,6 +25,7 @@ from mlflow.entities import RunStatus
 from painter_id.core.atomic import process_alive
 from painter_id.core.errors import PipelineError, first_line
 from painter_id.core.params import MlflowParams
+from painter_id.core.urls import redact_text
 from painter_id.core.workspace import main_workspace
 
 log = logging.getLogger(__name__)
@@ -60,10 +62,6 @@ def resolve_tracking_uri(params: MlflowParams, cwd: Optional[Path] = None,
     return uri
 
 
-
-
-
-
 def sqlite_path(uri: str) -> Optional[Path]:
     """The database file of a ``sqlite:///`` URI (``None`` for other stores)."""
     if not uri.startswith("sqlite:///"):
@@ -89,6 +87,91 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# The exception texts of requests/urllib3 (through MLflow) and of the database drivers, and what they mean.
+UNREACHABLE = (("Connection refused", "connection refused"), ("NameResolutionError", "host not found"),
+               ("Name or service not known", "host not found"), ("timed out", "timed out"),
+               ("Max retries exceeded", "no answer"))
+MISSING_DATABASE = re.compile(r"database \"([^\"]+)\" does not exist|Unknown database '([^']+)'")
+SQL_SCHEMES = ("postgresql", "mysql", "mssql")
+
+
+def store_problem(uri: str, exc: BaseException, env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """What went wrong with a team's store and how to fix it, in one line; ``None`` when not recognised.
+
+    Covers a missing or refused login (HTTP 401, 403), a server that does not answer, and
+    a PostgreSQL/MySQL store whose database does not exist or refuses the password.
+    """
+    env = os.environ if env is None else env
+    text = str(exc)
+    user = env.get("MLFLOW_TRACKING_USERNAME")
+    code = getattr(exc, "error_code", None)
+    if code == "UNAUTHENTICATED" or " 401 " in text:
+        if not user:
+            return ("the server asks for a login: export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                    "(your MLflow login, which the server's admin creates)")
+        return (f"the server refused the login of user {user!r} (HTTP 401): correct MLFLOW_TRACKING_USERNAME or "
+                "MLFLOW_TRACKING_PASSWORD (the server's admin can reset the password)")
+    if code == "PERMISSION_DENIED" or " 403 " in text:
+        return (f"user {user!r} may not do this (HTTP 403): ask the MLflow server's admin for EDIT permission "
+                "on the experiment, or use another mlflow.experiment")
+    missing = MISSING_DATABASE.search(text)
+    if missing:
+        name = missing.group(1) or missing.group(2)
+        return (f"database {name!r} does not exist on that server: create it (e.g. createdb {name}, see "
+                "docs/team-setup.md) or correct mlflow.tracking_uri (or MLFLOW_TRACKING_URI)")
+    if "password authentication failed" in text or "Access denied for user" in text:
+        return ("the database refused the password: put it in ~/.pgpass (or the file PGPASSFILE names), "
+                "never in the URI, which runs record")
+    for marker, reason in UNREACHABLE:
+        if marker in text:
+            return (f"the server does not answer ({reason}): start it (for a trial: painter-trial start), "
+                    "or correct MLFLOW_TRACKING_URI (or mlflow.tracking_uri)")
+    return None
+
+
+def check_database(uri: str) -> None:
+    """Connect once to a SQL store (PostgreSQL, MySQL) within seconds; raise what went wrong.
+
+    MLflow itself retries a failed connection for minutes before it gives up.
+    """
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 5}, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
+def check_artifact_store(uri: str) -> None:
+    """Ask a tracking server that serves artifacts whether it can list them: a missing bucket is seen now.
+
+    Otherwise it would be seen at the end of a training, when the run's files are logged.
+    A server that does not serve artifacts (clients write to the store themselves) answers
+    404 without a JSON error and is left alone.
+    """
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    reply = http_request(get_default_host_creds(uri), "/api/2.0/mlflow-artifacts/artifacts", "GET",
+                         max_retries=0, timeout=10)
+    if reply.status_code == 200:
+        return
+    try:
+        message = str(reply.json().get("message", ""))
+    except ValueError:
+        return
+    bucket = re.search(r"in (s3://([^/\s:]+)[^\s:]*)", message)
+    if "bucket does not exist" in message and bucket:
+        raise PipelineError(
+            f"MLflow server {redact_text(uri)} cannot store artifacts: bucket {bucket.group(2)!r} ({bucket.group(1)}) does not "
+            "exist on its S3 server; create it there (see docs/team-setup.md), or restart the server with another "
+            "--artifacts-destination")
+    if message:
+        raise PipelineError(f"MLflow server {redact_text(uri)} cannot store artifacts ({message[:300]}); see the server's log")
 
 
 def _check_sqlite_writable(db: Path) -> None:
@@ -134,8 +217,12 @@ def prepare_store(params: MlflowParams, cwd: Optional[Path] = None) -> tuple[str
             with FileLock(f"{db}.lock", timeout=LOCK_TIMEOUT_S):
                 experiment_id = _get_or_create_experiment(mlflow.MlflowClient(uri), params.experiment, artifacts)
         else:
+            if uri.split(":", 1)[0].split("+", 1)[0] in SQL_SCHEMES:
+                check_database(uri)
             with quick_http():
                 experiment_id = _get_or_create_experiment(mlflow.MlflowClient(uri), params.experiment, None)
+                if uri.startswith(("http://", "https://")):
+                    check_artifact_store(uri)
     except PipelineError:
         raise
     except Timeout:
@@ -148,9 +235,12 @@ def prepare_store(params: MlflowParams, cwd: Optional[Path] = None) -> tuple[str
                 f"MLflow store {db}: locked by another process (a training, evaluation or `mlflow ui` "
                 "writing to it); let it finish or stop it, then run again"
             ) from None
+        problem = store_problem(uri, exc)
+        if problem:
+            raise PipelineError(f"MLflow tracking store {redact_text(uri)}: {problem}") from None
         raise PipelineError(
-            f"MLflow tracking store {uri} cannot be used ({reason}); start it or set mlflow.tracking_uri "
-            "(or MLFLOW_TRACKING_URI) to a store that works"
+            f"MLflow tracking store {redact_text(uri)} cannot be used ({redact_text(reason)}); start it or set "
+            "mlflow.tracking_uri (or MLFLOW_TRACKING_URI) to a store that works"
         ) from None
     log.info("MLflow: experiment %r (id %s) in %s", params.experiment, experiment_id, uri)
     end_dead_runs(uri, experiment_id)
@@ -178,19 +268,3 @@ def end_dead_runs(uri: str, experiment_id: str) -> list[str]:
     for run_id in ended:
         log.warning("MLflow: run %s was left RUNNING by a process that is gone; ended it as KILLED", run_id)
     return ended
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

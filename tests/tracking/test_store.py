@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import multiprocessing
 import re
 import socket
@@ -109,7 +110,9 @@ def test_unreachable_server_fails_fast(monkeypatch):
     with pytest.raises(PipelineError) as info:
         store.prepare_store(MlflowParams())
     assert time.monotonic() - start < 30
-    assert f"127.0.0.1:{port}" in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value) == (f"MLflow tracking store http://127.0.0.1:{port}: the server does not answer (connection "
+                               "refused): start it (for a trial: painter-trial start), or correct MLFLOW_TRACKING_URI "
+                               "(or mlflow.tracking_uri)")
 
 
 @pytest.mark.parametrize("error, status", [(None, "FINISHED"), (RuntimeError, "FAILED"),
@@ -137,10 +140,27 @@ def test_run_name_and_tags_follow_dvc_experiments(tmp_path):
     git = ["git", "-C", str(tmp_path), "-c", "user.email=t@example.com", "-c", "user.name=t"]
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    tags = runs.run_tags(tmp_path, env={"DVC_EXP_NAME": "brave-owl", "DVC_EXP_BASELINE_REV": "abc123"})
+    subprocess.run([*git, "remote", "add", "origin", "https://bob:s3cret@git.example.com/team/painter-id.git"], check=True)
+    tags = runs.run_tags(tmp_path, env={"DVC_EXP_NAME": "brave-owl", "DVC_EXP_BASELINE_REV": "abc123",
+                                        "MLFLOW_TRACKING_USERNAME": "alice"}, source="stages/train.py")
     assert tags == {"git.commit": head, "mlflow.source.git.commit": head, "dvc.exp_name": "brave-owl",
-                    "dvc.baseline_rev": "abc123"}
-    assert runs.run_tags(tmp_path, env={})["dvc.baseline_rev"] == head
+                    "dvc.baseline_rev": "abc123", "mlflow.user": "alice", "mlflow.source.name": "stages/train.py",
+                    "mlflow.source.type": "LOCAL",
+                    "mlflow.source.git.repoURL": "https://git.example.com/team/painter-id.git"}  # no password
+    local = runs.run_tags(tmp_path, env={})
+    assert local["dvc.baseline_rev"] == head
+    assert local["mlflow.user"] == getpass.getuser()  # no login: the local user, as MLflow's own runs have
+
+
+def test_a_run_shows_its_user_and_source_in_the_store(tmp_path):
+    uri, experiment_id = store.prepare_store(MlflowParams(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}"))
+    client = mlflow.MlflowClient(uri)
+    tags = runs.run_tags(tmp_path, env={"MLFLOW_TRACKING_USERNAME": "alice"}, source="stages/train.py")
+    with runs.start_run(client, experiment_id, "r", tags) as run_id:
+        pass
+    run = client.get_run(run_id)
+    assert run.info.user_id == "alice"  # what the UI's User column shows ("unknown" without the tag)
+    assert run.data.tags["mlflow.source.name"] == "stages/train.py"
 
 
 @pytest.mark.slow
