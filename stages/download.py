@@ -9,11 +9,9 @@ intact.
 
 from __future__ import annotations
 
-import shutil
-
-from painter_id.core.atomic import atomic_dir, ensure_writable_dir, make_temp_dir
+from painter_id.core.atomic import atomic_dir, ensure_writable_dir, temporary_dir
 from painter_id.core.params import load_section
-from painter_id.core.paths import RAW_DIR
+from painter_id.core.paths import DOWNLOAD_TEMP, RAW_DIR, TEMP_PARENT
 from painter_id.core.runner import run_stage
 from painter_id.sources.fetch import prepare_source
 from painter_id.sources.ingest import ingest
@@ -22,16 +20,13 @@ from painter_id.sources.ingest import ingest
 def main() -> None:
     """Fetch ``data.source`` and write ``data/raw`` (replacing the previous one only on success)."""
     params = load_section("data")
-    workers = load_section("runtime").workers
+    runtime = load_section("runtime")
     ensure_writable_dir(RAW_DIR)
-    # Downloads and extracted archives live in a temporary folder inside data/, removed afterwards.
-    work = make_temp_dir(RAW_DIR.parent, ".download-")
-    try:
-        root = prepare_source(params, work)
+    # Downloads and extracted archives are temporaries, removed afterwards (or by the next run if killed).
+    with temporary_dir(TEMP_PARENT, DOWNLOAD_TEMP) as work:
+        root = prepare_source(params, work, runtime.download_seconds)
         with atomic_dir(RAW_DIR) as tmp:
-            ingest(root, tmp, params, workers)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            ingest(root, tmp, params, runtime.workers)
 
 
 if __name__ == "__main__":

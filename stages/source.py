@@ -20,8 +20,9 @@ from painter_id.sources.fetch import fingerprint
 def main() -> None:
     """Write ``data/source.json`` for the current ``data`` params."""
     params = load_section("data")
+    seconds = load_section("runtime").download_seconds
     ensure_writable_dir(SOURCE_FILE)
-    write_json(SOURCE_FILE, fingerprint(params))
+    write_json(SOURCE_FILE, fingerprint(params, seconds))
 
 
 if __name__ == "__main__":

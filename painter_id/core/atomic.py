@@ -17,11 +17,29 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from painter_id.core.errors import PipelineError
+from painter_id.core.paths import TEMP_PARENT, TEMP_PREFIXES
+
+
+def owned_folder(path: os.PathLike | str) -> Path:
+    """``path`` as an absolute path, after checking that it and its parents are folders or missing.
+
+    A file (or a broken link) where the pipeline keeps a folder is one line naming it, not a
+    traceback from deep inside whatever tried to create the folder.
+    """
+    path = Path(path).absolute()
+    for entry in (path, *path.parents):
+        if entry.is_dir():
+            break
+        if entry.exists() or entry.is_symlink():
+            what = "a broken link" if not entry.exists() else "a file"
+            raise PipelineError(f"{entry} is {what} where the pipeline keeps a folder; move it away (or delete it) "
+                                "and run again")
+    return path
 
 
 def ensure_writable_dir(path: os.PathLike | str) -> Path:
     """Create ``path``'s parent folder if needed and check it is writable, before work starts."""
-    parent = Path(path).absolute().parent
+    parent = owned_folder(Path(path).absolute().parent)
     try:
         parent.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".write-probe-", delete=True)
@@ -62,9 +80,35 @@ def glob_escape(text: str) -> str:
 
 
 def make_temp_dir(parent: Path, prefix: str) -> Path:
-    """A new folder ``parent/<prefix><pid>-<random>``, after removing those of dead processes."""
+    """A new folder ``parent/<prefix><pid>-<random>``, after removing those of dead processes.
+
+    The one rule for temporaries: each lies beside what it is for, named with its owner's pid,
+    and removed by its owner when done, or by the next run once the owner is gone.
+    """
+    owned_folder(parent).mkdir(parents=True, exist_ok=True)
     remove_stale(parent, prefix)
     return Path(tempfile.mkdtemp(dir=parent, prefix=f"{prefix}{os.getpid()}-"))
+
+
+def remove_dead_temporaries() -> None:
+    """Remove every temporary (:data:`painter_id.core.paths.TEMP_PREFIXES`) whose process is gone.
+
+    Run before every stage, so what a killed stage left is gone by the next run of any stage,
+    whichever path that run takes.
+    """
+    if TEMP_PARENT.is_dir():
+        for prefix in TEMP_PREFIXES:
+            remove_stale(TEMP_PARENT, prefix)
+
+
+@contextlib.contextmanager
+def temporary_dir(parent: Path, prefix: str) -> Iterator[Path]:
+    """:func:`make_temp_dir` for the length of a block, removed after it whatever happens."""
+    folder = make_temp_dir(parent, prefix)
+    try:
+        yield folder
+    finally:
+        _remove(folder)
 
 
 def _remove(path: Path) -> None:
@@ -76,8 +120,9 @@ def _remove(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
-    """Yield an empty temporary folder that replaces ``path`` when the block succeeds."""
+    """Yield an empty temporary folder that replaces the folder ``path`` when the block succeeds."""
     path = Path(path)
+    owned_folder(path)  # a file there is not ours to replace
     parent = ensure_writable_dir(path)
     tmp = make_temp_dir(parent, f".{path.name}.tmp-")
     remove_stale(parent, f".{path.name}.old-")

@@ -16,6 +16,17 @@ PARAMS_FILE = Path("params.yaml")
 # change, and a dependency must exist. This tracked text file stands in for them.
 UNUSED_FILE = Path("unused.txt")
 
+# Temporaries: a stage's work in progress, each in a pid-stamped folder here named by one of
+# these prefixes (painter_id.core.atomic.make_temp_dir); git and DVC ignore them, and every
+# stage removes those whose process is gone before it starts.
+TEMP_PARENT = Path("data")
+SOURCE_TEMP = ".source-"  # a download the source stage hashes
+DOWNLOAD_TEMP = ".download-"  # a download and its extracted archive
+WORKER_TEMP = ".worker-model-"  # a multi-worker non-chief's model, saved and dropped
+ARTIFACT_TEMP = ".mlflow-artifact-"  # a file on its way to MLflow, credentials removed
+MODEL_TEMP = ".mlflow-model-"  # the code of an MLflow Model on its way to MLflow
+TEMP_PREFIXES = (SOURCE_TEMP, DOWNLOAD_TEMP, WORKER_TEMP, ARTIFACT_TEMP, MODEL_TEMP)
+
 # source
 SOURCE_FILE = Path("data/source.json")
 

@@ -10,13 +10,16 @@ import signal
 import sys
 from typing import Callable, NoReturn
 
+from painter_id.core.atomic import remove_dead_temporaries
 from painter_id.core.compat import exit_now, finish_threads
 from painter_id.core.errors import PipelineError
 
 # A full disk, a full quota, or a file-size limit (ulimit -f): the user must free space.
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-# How long a finished stage waits for threads a library left running before it ends anyway.
-EXIT_WAIT_S = 60
+# How long a finished stage waits for threads a library left running before it ends anyway
+# (an upload to a slow artifact store, say); the environment variable sets another bound.
+EXIT_WAIT_S = 60.0
+EXIT_WAIT_ENV = "PAINTER_ID_EXIT_WAIT_SECONDS"
 
 
 def _raise_interrupt(signum, frame) -> NoReturn:
@@ -49,16 +52,33 @@ def positive_int(text: str) -> int:
 def leave(code: int) -> NoReturn:
     """End the process with ``code`` once its work is done, as a normal exit would but bounded and faster.
 
-    Other threads get :data:`EXIT_WAIT_S` seconds to finish (a thread pool is told to stop
+    Other threads get :data:`EXIT_WAIT_S` seconds (or ``$PAINTER_ID_EXIT_WAIT_SECONDS``) to finish (a thread pool is told to stop
     first, as at a normal exit); one that is still running then is named in a warning and
     the process ends anyway, so a finished stage never hangs. The exit handlers run; what is
     skipped is TensorFlow's teardown (seconds, no output; :func:`painter_id.core.compat.exit_now`).
     """
-    left = finish_threads(EXIT_WAIT_S)
+    wait = exit_wait()
+    left = finish_threads(wait)
     if left:
-        logging.getLogger(__name__).warning("threads still running after %d s at exit, ended with the process: %s",
-                                            EXIT_WAIT_S, ", ".join(left))
+        logging.getLogger(__name__).warning("threads still running after %g s at exit, ended with the process: %s "
+                                            "(%s sets how long to wait)", wait, ", ".join(left), EXIT_WAIT_ENV)
     exit_now(code)
+
+
+def exit_wait() -> float:
+    """Seconds a finished stage waits for other threads: ``$PAINTER_ID_EXIT_WAIT_SECONDS``, else :data:`EXIT_WAIT_S`."""
+    text = os.environ.get(EXIT_WAIT_ENV, "").strip()
+    if not text:
+        return EXIT_WAIT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        logging.getLogger(__name__).warning("%s=%r is not a number of seconds >= 0; waiting %g s", EXIT_WAIT_ENV,
+                                            text, EXIT_WAIT_S)
+        return EXIT_WAIT_S
+    return seconds
 
 
 def run_stage(name: str, main: Callable[[], None]) -> NoReturn:
@@ -71,6 +91,7 @@ def run_stage(name: str, main: Callable[[], None]) -> NoReturn:
     configure_logging()
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        remove_dead_temporaries()
         main()
     except PipelineError as exc:
         print(f"error: {name}: {exc}", file=sys.stderr)

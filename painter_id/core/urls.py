@@ -1,4 +1,9 @@
-"""Links with credentials: Basic auth from the link or ``~/.netrc``, and the redacted form that is safe to show."""
+"""Links with credentials: Basic auth from the link or ``~/.netrc``, and the redacted form that is safe to show.
+
+Where a login may go: a password written in a link is sent only to that link's origin
+(scheme, host and port); a ``~/.netrc`` entry only to the host it names; neither after a
+redirect from ``https`` to plain ``http``. :func:`open_url` follows redirects under that rule.
+"""
 
 from __future__ import annotations
 
@@ -61,16 +66,58 @@ def netrc_login(host: str) -> tuple[str, str] | None:
     return (found[0], found[2]) if found else None
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(
+        parts.scheme.lower())
+
+
+def login_for(url: str, first: str) -> tuple[str, str] | None:
+    """The Basic login that may go to ``url`` on the way from the link ``first`` the user wrote, or ``None``.
+
+    The link's own ``user:password@`` only at ``first``'s origin; else the ``~/.netrc`` entry of
+    ``url``'s host; nothing over plain ``http`` once the chain started with ``https``.
+    """
+    target, start = urllib.parse.urlsplit(url), urllib.parse.urlsplit(first)
+    if target.scheme.lower() == "http" and start.scheme.lower() == "https":
+        return None
+    if start.username is not None and _origin(url) == _origin(first):
+        return urllib.parse.unquote(start.username), urllib.parse.unquote(start.password or "")
+    return netrc_login(target.hostname or "")
+
+
+def _with_login(request: urllib.request.Request, login: tuple[str, str] | None) -> urllib.request.Request:
+    if login is not None:
+        token = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode("ascii")
+        # Unredirected: urllib would copy an ordinary header to whatever host a redirect names.
+        request.add_unredirected_header("Authorization", f"Basic {token}")
+    return request
+
+
 def authorized_request(url: str) -> urllib.request.Request:
-    """A request for ``url`` with Basic auth from ``user:password@`` in the link, else from ``~/.netrc``."""
+    """A request for ``url`` (without its ``user:password@``) with the login :func:`login_for` allows there."""
     parts = urllib.parse.urlsplit(url)
     request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=_host_port(parts))))
-    if parts.username is not None:
-        login = urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
-    else:
-        login = netrc_login(parts.hostname or "")
-    if login is not None:
-        user, password = login
-        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        request.add_header("Authorization", f"Basic {token}")
-    return request
+    return _with_login(request, login_for(url, url))
+
+
+class _LoginPerHost(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect with the login :func:`login_for` allows at its target, never the previous one's."""
+
+    def __init__(self, first: str):
+        super().__init__()
+        self.first = first
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            new.remove_header("Authorization")
+            _with_login(new, login_for(new.full_url, self.first))
+        return new
+
+
+def open_url(url: str, timeout: float, method: str = "GET"):
+    """Open ``url`` (a ``user:password@`` in it, or ``~/.netrc``, gives the login) following redirects safely."""
+    request = authorized_request(url)
+    request.method = method
+    return urllib.request.build_opener(_LoginPerHost(url)).open(request, timeout=timeout)

@@ -5,6 +5,7 @@ Artist names are drawn as plain text, never as Matplotlib mathtext, whatever the
 
 from __future__ import annotations
 
+import functools
 import math
 import textwrap
 from pathlib import Path
@@ -22,8 +23,21 @@ from painter_id.core.atomic import atomic_file, write_csv  # noqa: E402
 from painter_id.core.paths import CONFUSION_CSV, CONFUSION_PNG, MISCLASSIFIED_PNG, PER_ARTIST  # noqa: E402
 
 ANNOTATE_MAX = 20  # beyond this many artists, numbers in the cells become unreadable
+# Names come from folder names: "$\\alpha$" or "a_b^c" must be drawn as written, never parsed
+# as mathtext or TeX (which draws them wrong or raises).
+LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 
+def literal_text(draw):
+    """``draw`` with every string drawn as written (see :data:`LITERAL_TEXT`)."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(LITERAL_TEXT):
+            return draw(*args, **kwargs)
+    return wrapper
+
+
+@literal_text
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], path: Path) -> None:
     """A row-normalised confusion matrix (row = actual artist), artist names on both axes."""
     n = len(labels)
@@ -50,6 +64,7 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]
     _save(fig, path)
 
 
+@literal_text
 def plot_misclassified(images: np.ndarray, y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str],
                        limit: int, path: Path) -> None:
     """A gallery of up to ``limit`` wrong predictions, the most confident first, with the top 3 guesses."""
@@ -88,6 +103,7 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
+@literal_text
 def write_no_test_outputs(metrics: dict) -> None:
     """The per-artist table, confusion matrix and gallery of a model without a test split: empty, saying why."""
     write_csv(PER_ARTIST, ["artist", "precision", "recall", "f1", "support"], [])

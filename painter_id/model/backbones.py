@@ -19,6 +19,7 @@ from typing import Optional, Sequence, Union
 
 import keras
 
+from painter_id.core.atomic import owned_folder
 from painter_id.core.errors import PipelineError, first_line
 from painter_id.model.registry import SIMPLE_CNN, Backbone, check_size
 
@@ -86,10 +87,6 @@ keras.saving.get_custom_objects()["stages>Preprocess"] = Preprocess
 SIMPLE_CNN_FILTERS = (32, 64, 128)
 
 
-
-
-
-
 def keras_cache_dir() -> Path:
     """Where Keras looks for downloaded ImageNet weights: ``$KERAS_HOME/models`` (default ~/.keras)."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
@@ -130,7 +127,7 @@ def _simple_cnn(input_shape: tuple[int, int, int]) -> keras.Model:
 
 def _download_failure(entry: Backbone, exc: Exception) -> PipelineError:
     origin = re.search(r"URL fetch failure on (\S+):\s", str(exc))
-    wanted = origin.group(1).rsplit("/", 1)[-1] if origin else "the weights file Keras names above"
+    wanted = origin.group(1).rsplit("/", 1)[-1] if origin else f"the ImageNet weights file of {entry.name}"
     return PipelineError(
         f"params.yaml: model.weights is 'imagenet' but the ImageNet weights of {entry.name} could not "
         f"be downloaded (offline?); put {wanted} into $KERAS_HOME/models/ (now {keras_cache_dir()}) "
@@ -153,7 +150,7 @@ def build_backbone(entry: Backbone, size: int, weights: Optional[str], alpha: fl
         if weights == "imagenet":
             raise PipelineError(
                 "params.yaml: model.weights is 'imagenet' but simple_cnn is trained from scratch; "
-                "set model.weights to null or to a weights file saved from a simple_cnn"
+                "set model.weights: random, or file with model.weights_file saved from a simple_cnn"
             )
         backbone = _simple_cnn(input_shape)
         if weights:
@@ -164,6 +161,8 @@ def build_backbone(entry: Backbone, size: int, weights: Optional[str], alpha: fl
     if entry.takes_alpha:
         kwargs["alpha"] = alpha
     build = getattr(keras.applications, entry.name)
+    if weights == "imagenet":
+        owned_folder(keras_cache_dir())
     try:
         backbone = build(**kwargs)
     except ValueError as exc:

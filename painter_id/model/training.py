@@ -127,13 +127,12 @@ def train_as_worker(params: Params, data: resized.Split, y: np.ndarray, split: t
     TensorFlow wants every worker to take part in saving, so the model goes to a temporary
     folder that is deleted: ``models/``, ``metrics/`` and the MLflow run are the chief's alone.
     """
-    import tempfile
-    from pathlib import Path
-
+    from painter_id.core.atomic import temporary_dir
+    from painter_id.core.paths import TEMP_PARENT, WORKER_TEMP
     from painter_id.model.network import save_model
 
     net = prepare_fit(params, data.size, n_classes)
     fit(net.model, data.images, y, split, params.train, EpochLog())
-    with tempfile.TemporaryDirectory(prefix="painter-id-worker-") as folder:
-        save_model(net.model, Path(folder) / "model.keras")
+    with temporary_dir(TEMP_PARENT, WORKER_TEMP) as folder:
+        save_model(net.model, folder / "model.keras")
     log.info("worker done; the chief records the run and writes models/ and metrics/")

@@ -15,7 +15,8 @@ from typing import Iterator, Optional
 from tqdm import tqdm
 
 from painter_id.core.errors import PipelineError
-from painter_id.core.urls import authorized_request, redact_url
+from painter_id.core.limits import within
+from painter_id.core.urls import open_url, redact_url
 from painter_id.sources.archives import copy_limited
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,7 @@ def _download(url: str, shown: str, part: Path, timeout: float, max_bytes: int) 
         f"{shown}: the download is larger than data.max_archive_bytes={max_bytes}; "
         "raise data.max_archive_bytes if you trust this link"
     )
-    with _url_errors(shown, timeout), urllib.request.urlopen(authorized_request(url), timeout=timeout) as response, \
-            open(part, "wb") as out:
+    with _url_errors(shown, timeout), open_url(url, timeout) as response, open(part, "wb") as out:
         declared = response.headers.get("Content-Length")
         total = int(declared) if declared and declared.isdigit() else None
         if total is not None and total > max_bytes:
@@ -66,16 +66,15 @@ def _download(url: str, shown: str, part: Path, timeout: float, max_bytes: int) 
     return received
 
 
-def url_validators(url: str, timeout: float) -> dict[str, str]:
+def url_validators(url: str, timeout: float, seconds: float) -> dict[str, str]:
     """``ETag``, ``Last-Modified`` and ``Content-Length`` of ``url`` from a HEAD request (those the server sends).
 
     Empty when the server sends neither validator or refuses HEAD (HTTP 405/501): the
     caller must then look at the bytes themselves.
     """
-    request = authorized_request(url)
-    request.method = "HEAD"
     try:
-        with _url_errors(redact_url(url), timeout), urllib.request.urlopen(request, timeout=timeout) as response:
+        with within(seconds, _too_slow(redact_url(url), seconds)), _url_errors(redact_url(url), timeout), \
+                open_url(url, timeout, "HEAD") as response:
             headers = {name: response.headers.get(name) for name in ("ETag", "Last-Modified", "Content-Length")}
     except PipelineError as exc:
         if " HTTP 405 " in str(exc) or " HTTP 501 " in str(exc):
@@ -86,17 +85,23 @@ def url_validators(url: str, timeout: float) -> dict[str, str]:
     return {name: value for name, value in headers.items() if value}
 
 
-def fetch_url(url: str, dest_dir: Path, timeout: float, max_bytes: int) -> Path:
+def _too_slow(shown: str, seconds: float) -> str:
+    return (f"{shown}: not done within runtime.download_seconds={seconds:g} s (the server sends too slowly); "
+            "raise runtime.download_seconds, or check the link and your connection")
+
+
+def fetch_url(url: str, dest_dir: Path, timeout: float, max_bytes: int, seconds: float) -> Path:
     """Download ``url`` into ``dest_dir`` and return the file; it appears only once complete.
 
-    ``timeout`` bounds each wait for data; a body larger than ``max_bytes`` is abandoned.
-    Errors name the link without credentials or query string.
+    ``timeout`` bounds each wait for data and ``seconds`` the whole download; a body larger
+    than ``max_bytes`` is abandoned. Errors name the link without credentials or query string.
     """
     shown = redact_url(url)
     name = Path(urllib.parse.urlsplit(url).path).name or "download"
     part, final = dest_dir / f".{name}.part", dest_dir / name
     try:
-        received = _download(url, shown, part, timeout, max_bytes)
+        with within(seconds, _too_slow(shown, seconds)):
+            received = _download(url, shown, part, timeout, max_bytes)
         os.replace(part, final)
     finally:
         part.unlink(missing_ok=True)

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
+from painter_id.core.atomic import temporary_dir
 from painter_id.core.errors import PipelineError
 from painter_id.core.params import DataParams
-from painter_id.core.paths import SOURCE_FILE
+from painter_id.core.paths import SOURCE_FILE, SOURCE_TEMP, TEMP_PARENT
 from painter_id.core.urls import has_password, redact_url
 from painter_id.core.workspace import main_workspace, user_path
 from painter_id.data.images import sha256_file
@@ -48,7 +47,7 @@ def recorded_kaggle_version(dataset: str) -> Optional[int]:
     return None
 
 
-def prepare_source(params: DataParams, work: Path) -> Path:
+def prepare_source(params: DataParams, work: Path, seconds: float) -> Path:
     """Bring ``data.source`` to a local folder in the Kaggle layout (inside ``work`` unless it is local)."""
     if params.source == "synthetic":
         log.info(
@@ -63,7 +62,7 @@ def prepare_source(params: DataParams, work: Path) -> Path:
         if has_password(params.url):
             log.warning("data.url holds a password, and DVC copies params and dependencies into dvc.lock: "
                         "remove it from the link and put it in ~/.netrc (machine HOST login USER password PASSWORD)")
-        archive = fetch_url(params.url, work, params.timeout, params.max_archive_bytes)
+        archive = fetch_url(params.url, work, params.timeout, params.max_archive_bytes, seconds)
         return extract_archive(archive, work / "extracted", params.max_archive_bytes)
     path = user_path(params.path)
     log.info("source: %s", path)
@@ -98,23 +97,20 @@ def path_kind(params: DataParams) -> dict:
                         "set data.path to the Kaggle-layout folder or .zip/.tar.gz")
 
 
-def url_fingerprint(params: DataParams) -> dict:
+def url_fingerprint(params: DataParams, seconds: float) -> dict:
     """What identifies the bytes at ``data.url`` now: the server's validators, or their SHA-256."""
     url = params.url
-    validators = url_validators(url, params.timeout)
+    validators = url_validators(url, params.timeout, seconds)
     if validators:
         log.info("source: %s (%s)", redact_url(url), ", ".join(f"{k} {v}" for k, v in validators.items()))
         return validators
     log.info("source: %s sends no ETag or Last-Modified; hashing its bytes", redact_url(url))
-    work = Path(tempfile.mkdtemp(dir=SOURCE_FILE.parent, prefix=".source-"))
-    try:
-        archive = fetch_url(url, work, params.timeout, params.max_archive_bytes)
+    with temporary_dir(TEMP_PARENT, SOURCE_TEMP) as work:
+        archive = fetch_url(url, work, params.timeout, params.max_archive_bytes, seconds)
         return {"sha256": sha256_file(archive), "bytes": archive.stat().st_size}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
-def fingerprint(params: DataParams) -> dict:
+def fingerprint(params: DataParams, seconds: float) -> dict:
     """The contents of ``data/source.json`` for ``params``: equal exactly when the source is unchanged."""
     found: dict = {"source": params.source}
     if params.source == "path":
@@ -122,7 +118,7 @@ def fingerprint(params: DataParams) -> dict:
         found.update(path=params.path, **path_kind(params))
     elif params.source == "url":
         # Redacted: dvc.lock and data/source.json must never hold a password.
-        found.update(url=redact_url(params.url), **url_fingerprint(params))
+        found.update(url=redact_url(params.url), **url_fingerprint(params, seconds))
     elif params.source == "kaggle":
         version = kaggle_version(params.kaggle_dataset)
         log.info("source: Kaggle dataset %s, version %d", params.kaggle_dataset, version)

@@ -24,7 +24,6 @@ import contextlib
 import importlib.metadata
 import io
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -37,10 +36,11 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from PIL import Image
 
+from painter_id.core.atomic import temporary_dir
 from painter_id.core.compat import log_pyfunc_model, mlflow_tracking_uri
 from painter_id.core.errors import PipelineError, first_line
 from painter_id.core.params import TTA_MODES, DataParams
-from painter_id.core.paths import EXTRACTOR_FILE, HEAD_FILE, LABELS_FILE, MODEL_FILE, PREPROCESSING_FILE
+from painter_id.core.paths import EXTRACTOR_FILE, HEAD_FILE, LABELS_FILE, MODEL_FILE, MODEL_TEMP, PREPROCESSING_FILE, TEMP_PARENT
 from painter_id.data.images import ImageRejected, load_square
 from painter_id.model import model_files
 
@@ -170,8 +170,8 @@ def log_model(uri: str, run_id: str, example: bytes) -> str:
     predict with it as users do.
     """
     artifacts = model_artifacts()
-    with tempfile.TemporaryDirectory(prefix=".mlflow-model-") as folder, _active_run(uri, run_id):
-        code = Path(folder) / "painter_model.py"
+    with temporary_dir(TEMP_PARENT, MODEL_TEMP) as folder, _active_run(uri, run_id):
+        code = folder / "painter_model.py"
         code.write_text(MODEL_CODE, encoding="utf-8")
         info = log_pyfunc_model(
             name=NAME, python_model=str(code), code_paths=[str(PACKAGE_DIR)], artifacts=artifacts,

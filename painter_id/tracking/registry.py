@@ -13,7 +13,8 @@ import math
 import re
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from painter_id.core.errors import PipelineError
+from painter_id.core.compat import mlflow_tracking_uri
+from painter_id.core.errors import PipelineError, first_line
 
 if TYPE_CHECKING:  # mlflow is imported where it is used: the command answers --help at once
     import mlflow
@@ -116,24 +117,39 @@ def register(client: mlflow.MlflowClient, run: Run, name: str, alias: str) -> tu
     """``run``'s model as a version of ``name`` with ``alias`` moved to it; returns ``(version, created)``.
 
     A model already registered under ``name`` gets no second version: the alias moves to the
-    one it has. A new version is tagged with its DVC experiment and commit.
+    one it has. A new version is tagged with its DVC experiment and commit. Writes are ordered
+    so a failure leaves the registry as it was: what this call created is deleted again.
     """
     from mlflow.exceptions import MlflowException
 
     model_id = model_of(client, run)
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description="Which painter made this painting (painter-id)")
-    existing = [version for version in client.search_model_versions(f"name = '{name}'")
-                if version.run_id == run.info.run_id]
-    if existing:
-        version, created = existing[0], False
-    else:
-        tags = {"dvc_exp": run.data.tags.get("dvc.exp_name") or run.info.run_name or "",
-                "git_commit": run.data.tags.get("git.commit", ""), "run_name": run.info.run_name or ""}
-        version = client.create_model_version(name, source=f"models:/{model_id}", run_id=run.info.run_id,
-                                              model_id=model_id, tags={k: v for k, v in tags.items() if v})
-        created = True
-    client.set_registered_model_alias(name, alias, version.version)
+    undo = []
+    # MLflow's SQL registry looks a logged model up in the process-wide store, not the client's.
+    with mlflow_tracking_uri(client.tracking_uri):
+        try:
+            try:
+                client.get_registered_model(name)
+            except MlflowException:
+                client.create_registered_model(name, description="Which painter made this painting (painter-id)")
+                undo.append(lambda: client.delete_registered_model(name))
+            # Searched by run id (hex, safe in a filter), not by the name, which may hold quotes.
+            existing = [version for version in client.search_model_versions(f"run_id = '{run.info.run_id}'")
+                        if version.name == name]
+            if existing:
+                version, created = existing[0], False
+            else:
+                tags = {"dvc_exp": run.data.tags.get("dvc.exp_name") or run.info.run_name or "",
+                        "git_commit": run.data.tags.get("git.commit", ""), "run_name": run.info.run_name or ""}
+                version = client.create_model_version(name, source=f"models:/{model_id}", run_id=run.info.run_id,
+                                                      model_id=model_id, tags={k: v for k, v in tags.items() if v})
+                undo.append(lambda: client.delete_model_version(name, version.version))
+                created = True
+            client.set_registered_model_alias(name, alias, version.version)
+        except BaseException:
+            for step in reversed(undo):
+                try:
+                    step()
+                except Exception as exc:  # the first error is the one to report
+                    log.warning("registry: could not undo a partial registration (%s)", first_line(exc)[:200])
+            raise
     return version, created

@@ -14,7 +14,6 @@ import math
 import os
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
@@ -23,7 +22,9 @@ import mlflow
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 
+from painter_id.core.atomic import temporary_dir
 from painter_id.core.errors import first_line
+from painter_id.core.paths import ARTIFACT_TEMP, TEMP_PARENT
 from painter_id.core.urls import redact_text, redact_url
 from painter_id.core.workspace import git_output
 from painter_id.tracking.store import HOST_TAG, PID_TAG
@@ -169,8 +170,8 @@ def log_artifacts(client: mlflow.MlflowClient, run_id: str, paths: Iterable[os.P
         if path.suffix not in (".yaml", ".yml"):
             client.log_artifact(run_id, str(path))
             continue
-        with tempfile.TemporaryDirectory(prefix=".mlflow-artifact-") as folder:
-            clean = Path(folder) / path.name
+        with temporary_dir(TEMP_PARENT, ARTIFACT_TEMP) as folder:
+            clean = folder / path.name
             clean.write_text(redact_text(path.read_text(encoding="utf-8")), encoding="utf-8")
             client.log_artifact(run_id, str(clean))
 

@@ -15,6 +15,8 @@ import logging
 import os
 import re
 import socket
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Iterator, Mapping, Optional
 
@@ -22,7 +24,7 @@ import mlflow
 from filelock import FileLock, Timeout
 from mlflow.entities import RunStatus
 
-from painter_id.core.atomic import process_alive
+from painter_id.core.atomic import owned_folder, process_alive
 from painter_id.core.errors import PipelineError, first_line
 from painter_id.core.params import MlflowParams
 from painter_id.core.urls import redact_text
@@ -196,7 +198,15 @@ def _get_or_create_experiment(client: mlflow.MlflowClient, name: str, artifact_l
         return client.create_experiment(name, artifact_location=artifact_location)
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
+    _check_local_artifacts(experiment.artifact_location)
     return experiment.experiment_id
+
+
+def _check_local_artifacts(location: str) -> None:
+    # MLflow creates a run's artifact folders as it logs, deep in a traceback if a file is in the way.
+    parsed = urllib.parse.urlparse(location)
+    if parsed.scheme in ("", "file"):
+        owned_folder(urllib.request.url2pathname(parsed.path))
 
 
 def prepare_store(params: MlflowParams, cwd: Optional[Path] = None) -> tuple[str, str]:
@@ -213,7 +223,7 @@ def prepare_store(params: MlflowParams, cwd: Optional[Path] = None) -> tuple[str
     try:
         if db is not None:
             _check_sqlite_writable(db)
-            artifacts = (db.parent / ARTIFACTS_DIR).as_uri()
+            artifacts = owned_folder(db.parent / ARTIFACTS_DIR).as_uri()
             with FileLock(f"{db}.lock", timeout=LOCK_TIMEOUT_S):
                 experiment_id = _get_or_create_experiment(mlflow.MlflowClient(uri), params.experiment, artifacts)
         else:

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from painter_id.core.atomic import atomic_dir, atomic_file, ensure_writable_dir, write_csv, write_json
+from painter_id.core.atomic import (
+    atomic_dir,
+    atomic_file,
+    ensure_writable_dir,
+    make_temp_dir,
+    owned_folder,
+    write_csv,
+    write_json,
+)
 from painter_id.core.errors import PipelineError
 
 
@@ -40,10 +48,18 @@ def test_atomic_file_keeps_previous_on_interrupt(tmp_path):
     assert (tmp_path / "t.csv").read_text() == "a,b\n1,2\n"
 
 
-def test_output_under_a_file_is_reported_before_work(tmp_path):
-    (tmp_path / "data").write_text("a file where a folder should be")
-    with pytest.raises(PipelineError, match="cannot write outputs"):
-        ensure_writable_dir(tmp_path / "data" / "raw" / "manifest.csv")
+@pytest.mark.parametrize("what, make", [("a file", lambda p: p.write_text("x")),
+                                        ("a broken link", lambda p: p.symlink_to(p.parent / "gone"))])
+def test_output_under_a_file_is_reported_before_work(tmp_path, what, make):
+    make(tmp_path / "data")
+    expected = f"{tmp_path / 'data'} is {what} where the pipeline keeps a folder; move it away (or delete it) and run again"
+    for check in (lambda: ensure_writable_dir(tmp_path / "data" / "raw" / "manifest.csv"),
+                  lambda: make_temp_dir(tmp_path / "data" / "raw", ".download-"),
+                  lambda: owned_folder(tmp_path / "data")):
+        with pytest.raises(PipelineError) as caught:
+            check()
+        assert str(caught.value) == expected
+    assert owned_folder(tmp_path / "elsewhere" / "new") == tmp_path / "elsewhere" / "new"  # missing is fine
 
 
 def test_relative_user_paths_resolve_from_the_main_workspace(tmp_path, monkeypatch):

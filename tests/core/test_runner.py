@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+from painter_id.core import runner
 from testkit.project import REPO_ROOT, run
 
 STAGE = textwrap.dedent("""
@@ -42,3 +43,35 @@ def test_a_stage_exit_keeps_its_code_and_finishes_what_a_normal_exit_would(tmp_p
     assert not (tmp_path / (tmp_path / "folder.txt").read_text()).exists()  # the temporary folder was removed
     if code:
         assert proc.stderr.strip().splitlines()[-1] == "error: demo: params.yaml: train.epochs is -2; use 1 or more"
+
+
+STUCK = textwrap.dedent("""
+    import threading
+    from painter_id.core.runner import run_stage
+
+    def main():
+        # A thread a library started and never ends (an upload waiting on a dead server, say).
+        threading.Thread(target=threading.Event().wait, name="stuck-upload").start()
+
+    run_stage("demo", main)
+""")
+
+
+def test_a_finished_stage_ends_after_the_exit_wait_whatever_threads_remain(tmp_path):
+    (tmp_path / "demo.py").write_text(STUCK, encoding="utf-8")
+    env = {"PYTHONPATH": str(REPO_ROOT), "PAINTER_ID_EXIT_WAIT_SECONDS": "0.5"}
+    # Without the bound the process would wait for ever; the timeout only keeps a failure from hanging the suite.
+    proc = run([sys.executable, "demo.py"], tmp_path, check=False, env=env, timeout=120)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "after 0.5 s at exit, ended with the process: stuck-upload" in proc.stderr
+    assert "PAINTER_ID_EXIT_WAIT_SECONDS sets how long" in proc.stderr
+
+
+@pytest.mark.parametrize("setting, seconds", [("", 60.0), ("0", 0.0), ("2.5", 2.5), ("soon", 60.0), ("-1", 60.0),
+                                              ("inf", 60.0), ("nan", 60.0)])
+def test_the_exit_wait_is_read_from_the_environment(monkeypatch, caplog, setting, seconds):
+    monkeypatch.setenv("PAINTER_ID_EXIT_WAIT_SECONDS", setting)
+    assert runner.exit_wait() == seconds
+    warned = "is not a number of seconds" in caplog.text
+    assert warned == (setting not in ("", "0", "2.5"))

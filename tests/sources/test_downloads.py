@@ -66,7 +66,7 @@ def test_fetch_url_timeout_is_one_line(tmp_path):
         server.listen(1)
         url = f"http://127.0.0.1:{server.getsockname()[1]}/data.zip?key=SECRET"
         with pytest.raises(PipelineError) as info:
-            fetch_url(url, tmp_path, timeout=0.5, max_bytes=LIMIT)
+            fetch_url(url, tmp_path, timeout=0.5, max_bytes=LIMIT, seconds=60)
     message = str(info.value)
     assert "data.timeout=0.5" in message and "SECRET" not in message and "\n" not in message
     assert list(tmp_path.iterdir()) == []
@@ -77,7 +77,7 @@ def test_fetch_url_unreachable(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(PipelineError, match=rf"127\.0\.0\.1:{port}/x\.zip: cannot download"):
-        fetch_url(f"http://127.0.0.1:{port}/x.zip", tmp_path, timeout=2, max_bytes=LIMIT)
+        fetch_url(f"http://127.0.0.1:{port}/x.zip", tmp_path, timeout=2, max_bytes=LIMIT, seconds=60)
 
 
 @pytest.mark.parametrize("fmt, suffix", [("zip", ".zip"), ("gztar", ".tar.gz")])

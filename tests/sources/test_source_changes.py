@@ -150,11 +150,11 @@ def test_path_fingerprint_is_where_and_what_not_the_contents(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     folder = make_source(tmp_path / "src", {"Ann": 2})
     zip_folder(folder, tmp_path / "art.zip")
-    first = fingerprint(DataParams(source="path", path="src"))
+    first = fingerprint(DataParams(source="path", path="src"), 60.0)
     assert first == {"source": "path", "path": "src", "kind": "folder"}
     jpeg(folder / "images" / "images" / "Ann" / "Ann_9.jpg", seed=3)
-    assert fingerprint(DataParams(source="path", path="src")) == first  # DVC's own dependency sees that
-    assert fingerprint(DataParams(source="path", path="art.zip"))["kind"] == "archive"
+    assert fingerprint(DataParams(source="path", path="src"), 60.0) == first  # DVC's own dependency sees that
+    assert fingerprint(DataParams(source="path", path="art.zip"), 60.0)["kind"] == "archive"
 
 
 @pytest.mark.parametrize("path, expected", [
@@ -164,7 +164,7 @@ def test_path_fingerprint_is_where_and_what_not_the_contents(tmp_path, monkeypat
 def test_path_dvc_cannot_find_is_one_line(tmp_path, monkeypatch, path, expected):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PipelineError, match=expected):
-        fingerprint(DataParams(source="path", path=path))
+        fingerprint(DataParams(source="path", path=path), 60.0)
 
 
 def test_relative_path_in_an_experiment_copy_is_one_line(tmp_path, monkeypatch):
@@ -176,8 +176,8 @@ def test_relative_path_in_an_experiment_copy_is_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(copy)
     monkeypatch.setenv("DVC_ROOT", str(copy))
     with pytest.raises(PipelineError, match=r"data.path \.\./src is relative, .* give the absolute path"):
-        fingerprint(DataParams(source="path", path="../src"))
-    assert fingerprint(DataParams(source="path", path=str(tmp_path / "src")))["kind"] == "folder"
+        fingerprint(DataParams(source="path", path="../src"), 60.0)
+    assert fingerprint(DataParams(source="path", path=str(tmp_path / "src")), 60.0)["kind"] == "folder"
 
 
 class NoValidators(QuietHandler):
@@ -197,10 +197,10 @@ def test_url_fingerprint_uses_validators_or_else_the_bytes(tmp_path, monkeypatch
     (www / "a.zip").write_bytes(b"first archive")
     with serve_folder(www, handler) as server:
         params = DataParams(source="url", url=f"http://127.0.0.1:{server.server_address[1]}/a.zip", timeout=5)
-        first = fingerprint(params)
-        assert key in first and fingerprint(params) == first
+        first = fingerprint(params, 60.0)
+        assert key in first and fingerprint(params, 60.0) == first
         (www / "a.zip").write_bytes(b"second archive, longer")
-        assert fingerprint(params) != first
+        assert fingerprint(params, 60.0) != first
     assert list((tmp_path / "data").iterdir()) == []  # the hashed copy is gone
 
 
@@ -210,7 +210,7 @@ def test_url_unreachable_is_one_line(tmp_path, monkeypatch):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(PipelineError, match=r"127.0.0.1:\d+/a.zip: cannot download"):
-        fingerprint(DataParams(source="url", url=f"http://127.0.0.1:{port}/a.zip", timeout=5))
+        fingerprint(DataParams(source="url", url=f"http://127.0.0.1:{port}/a.zip", timeout=5), 60.0)
 
 
 class KaggleStandIn(BaseHTTPRequestHandler):
@@ -254,7 +254,7 @@ def kaggle_api(monkeypatch):
 def test_kaggle_fingerprint_is_the_current_version_looked_up_on_the_api(monkeypatch):
     KaggleStandIn.requests.clear()
     with kaggle_api(monkeypatch):
-        found = fingerprint(DataParams(source="kaggle", kaggle_dataset="ikarus777/best-artworks-of-all-time"))
+        found = fingerprint(DataParams(source="kaggle", kaggle_dataset="ikarus777/best-artworks-of-all-time"), 60.0)
     assert found == {"source": "kaggle", "dataset": "ikarus777/best-artworks-of-all-time", "version": 7}
     (path, body), = KaggleStandIn.requests
     assert path.endswith("/GetDataset") and body == {"ownerSlug": "ikarus777", "datasetSlug": "best-artworks-of-all-time"}
@@ -264,13 +264,13 @@ def test_kaggle_pinned_version_needs_no_network_and_offline_lookup_is_one_line(m
     monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "TEST")  # localhost:7777, where nothing listens
     monkeypatch.setenv("KAGGLE_USERNAME", "art")
     monkeypatch.setenv("KAGGLE_KEY", "s3cr3tkey")
-    pinned = fingerprint(DataParams(source="kaggle", kaggle_dataset="a/b/versions/3"))
+    pinned = fingerprint(DataParams(source="kaggle", kaggle_dataset="a/b/versions/3"), 60.0)
     assert pinned["version"] == 3
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 7777)) == 0:
             pytest.skip("something listens on port 7777")
     with pytest.raises(PipelineError) as info:
-        fingerprint(DataParams(source="kaggle", kaggle_dataset="a/b"))
+        fingerprint(DataParams(source="kaggle", kaggle_dataset="a/b"), 60.0)
     message = str(info.value)
     assert message.startswith("Kaggle: looking up the current version of a/b failed (") and "connection" in message
     assert "\n" not in message and "s3cr3tkey" not in message
