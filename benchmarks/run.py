@@ -6,7 +6,8 @@
 3. head sweep points (``dvc exp run``) that switch ``model.pooled_layers`` back to a set seen
    before, the ``features`` stage served by DVC's run cache vs recomputing the features;
 4. wall time of the default end-to-end ``dvc repro`` and of a no-op ``dvc repro``;
-5. peak memory (RSS) of the resize and train stages at 1x, 2x and 4x the data.
+5. peak memory (RSS) of the resize and train stages at 1x, 2x and 4x the data;
+6. ``--help`` of every console command, each in a fresh process (``python -m <module> --help``).
 
 Uses the real paintings in ``../shared/artworks-sample`` when present, else the synthetic
 generator. Every figure is repeated (``--repeats``) and reported as median, min and max.
@@ -45,7 +46,7 @@ from testkit.project import MOBILENET_WEIGHTS, SAMPLE, dvc, make_project, run, s
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results.json"
-SECTIONS = ("resize", "train", "sweep", "dvc", "memory")
+SECTIONS = ("resize", "train", "sweep", "dvc", "memory", "help")
 
 log = logging.getLogger("benchmarks")
 
@@ -68,11 +69,13 @@ class Config:
     memory_size: int = 128
     memory_factors: tuple[int, ...] = (1, 2, 4)
     e2e: bool = True                   # the default end-to-end `dvc repro` (minutes)
+    help_repeats: int = 5
 
 
 FULL = Config()
 QUICK = Config(repeats=1, images=24, resize_size=32, resize_passes=1, train_size=32, train_epochs=1, sweep_size=32,
-               sweep_points=2, sweep_artists=3, sweep_per_artist=8, memory_size=32, memory_factors=(1, 2), e2e=False)
+               sweep_points=2, sweep_artists=3, sweep_per_artist=8, memory_size=32, memory_factors=(1, 2), e2e=False,
+               help_repeats=1)
 # Small enough for a no-op or smoke `dvc repro` in seconds.
 TINY_PIPELINE = {"data": {"synthetic_artists": 3, "synthetic_images": 30}, "oversample": {"min_count": 8},
                  "resize": {"image_size": 32}, "model": {"backbone": "simple_cnn"}, "train": {"epochs": 1, "batch_size": 8}}
@@ -434,6 +437,24 @@ def bench_memory(work: Path, pairs: list[tuple[str, str]], cfg: Config) -> dict:
             "target": "resize flat across 1x/2x/4x (train holds the arrays in memory up to 1 GiB)"}
 
 
+# ---------------------------------------------------------------- 6. help
+
+def console_commands() -> dict[str, str]:
+    """Every console command pyproject.toml declares, and the module it runs."""
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    return {name: target.split(":")[0] for name, target in sorted(scripts.items())}
+
+
+def bench_help(cfg: Config) -> dict:
+    """Seconds of ``python -m <module> --help``, a fresh process each time: interpreter start-up included."""
+    seconds = {name: spread([timed(lambda: run([sys.executable, "-m", module, "--help"], REPO))
+                             for _ in range(cfg.help_repeats)])
+               for name, module in console_commands().items()}
+    return {"seconds": seconds, "target": "under 1 s each"}
+
+
 # ---------------------------------------------------------------- report
 
 def machine() -> dict:
@@ -530,6 +551,11 @@ def table(results: dict) -> str:
                          f"{m['size']} px), MiB | resize {row['resize_main_mib']} (with workers "
                          f"{row['resize_with_workers_mib']}); train {row['train_mib']} | - | - | "
                          f"{m['target'] if row['factor'] == 1 else ''} |")
+    if "help" in results:
+        h = results["help"]
+        times = "; ".join(f"{name} {fmt(stat)}" for name, stat in h["seconds"].items())
+        lines.append(f"| `--help` of the console commands (`python -m <module> --help`), s | {times} | - | - | "
+                     f"{h['target']} |")
     return "\n".join(lines)
 
 
@@ -566,7 +592,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         results["images"] = {"source": origin, "count": len(pairs)}
         benches = {"resize": lambda: bench_resize(work, pairs, cfg), "train": lambda: bench_train(work, pairs, cfg),
                    "sweep": lambda: bench_sweep(work, cfg), "dvc": lambda: bench_dvc(work, cfg),
-                   "memory": lambda: bench_memory(work, pairs, cfg)}
+                   "memory": lambda: bench_memory(work, pairs, cfg), "help": lambda: bench_help(cfg)}
         for name, bench in benches.items():
             if name in skip:
                 results.setdefault(name, {"skipped": True})  # an earlier run's figures stay
