@@ -22,10 +22,10 @@
 6. ``--notebook``: the seed notebooks' recipe on the same split (issue #19's reference).
 
 Needs ``../shared/artworks-sample`` and the MobileNet weights file (``--quick`` runs without
-them, on synthetic paintings and random weights). Adds an ``experiment_loop`` entry to
-``benchmarks/results.json`` (the entry it replaces kept as ``previous``; the other entries
-stay) with the date, the machine and the load average before and after, since the machine may
-be shared. Nothing asserts a time.
+them, on synthetic paintings and random weights). Adds an ``experiment_loop`` entry
+(``experiment_loop_cv`` for ``--command cv``) to ``benchmarks/results.json`` (the entry it
+replaces kept as ``previous``; the other entries stay) with the date, the machine and the load
+average before and after, since the machine may be shared. Nothing asserts a time.
 """
 
 from __future__ import annotations
@@ -78,6 +78,8 @@ BEST = {"oversample": {"strategy": "none"}, "resize": {"image_size": 448},
         "train": {"flip": False, "validation_split": 0}}
 # `--command cv`: the README's recommended best, 5 folds over every painting at two scales.
 CV = {"split": {"test_size": 0}, "train": {"cv_folds": 5}, "model": {"scales": [1.0, 1.5]}}
+# The results.json entry of each command: one's figures never push the other's into history.
+ENTRY = {"holdout": "experiment_loop", "cv": "experiment_loop_cv"}
 HEAD_ONLY_L2 = 0.01
 SWEEP_L2 = (0.001, 0.003, 0.01, 0.03, 0.1)
 SWEEP_POOLED = ([], ["conv_pw_11_relu"], ["conv_pw_5_relu", "conv_pw_11_relu"], POOLED)
@@ -467,9 +469,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="painter-loop-") as folder:
         work = Path(folder)
         if args.floor_only:
-            result = dict(read_results(args.output).get("experiment_loop") or {})
+            result = dict(read_results(args.output).get(ENTRY[args.command]) or {})
             if "imports" not in result.get("floor", {}):
-                sys.exit(f"{args.output} has no experiment_loop entry with the stages' imports: run the loop first")
+                sys.exit(f"{args.output} has no {ENTRY[args.command]} entry with the stages' imports: run the loop first")
             imports = result["floor"]["imports"]
         else:
             result = {"date": date, "quick": args.quick, "machine": machine(), "versions": versions(),
@@ -485,11 +487,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
                                     for stage, seconds in best["stage_s"].items()}
     if args.floor_only:  # the entry stays the same run's, with a new floor
         results = read_results(args.output)
-        results["experiment_loop"] = result
+        results[ENTRY[args.command]] = result
         write_results(args.output, results)
     else:
         result["load_average"] = {"before": before, "after": load_average()}
-        save_entry(args.output, "experiment_loop", result)
+        save_entry(args.output, ENTRY[args.command], result)
     print(json.dumps({key: value for key, value in result.items() if key != "previous"}, indent=2))
     return result
 
