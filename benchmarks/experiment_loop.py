@@ -165,7 +165,7 @@ def best_params(command: str, data: dict) -> dict:
     """The best command's params (``holdout`` or ``cv``), with these paintings and this machine's weights."""
     params = {**BEST, "data": data, "model": {**BEST["model"], **frozen_mobilenet()}}
     if command == "cv":
-        params = {section: {**params.get(section, {}), **CV.get(section, {})} for section in {*params, *CV}}
+        params = {section: {**params.get(section, {}), **CV.get(section, {})} for section in dict.fromkeys([*params, *CV])}
     return params
 
 
