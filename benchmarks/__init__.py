@@ -1,1 +1,1 @@
-"""Benchmarks of the pipeline's data stages, training input, feature cache and DVC overhead (``python -m benchmarks``)."""
+"""Benchmarks of the pipeline's stages, the features stage's run cache, DVC overhead and the experiment loop (see README.md)."""

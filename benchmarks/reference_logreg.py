@@ -31,7 +31,7 @@ def pooled_features(images: np.ndarray, weights: str, alpha: float, batch_size: 
 
     entry = get_backbone("MobileNet")
     size = images.shape[1]
-    backbone = build_backbone(entry, size, resolve_weights(weights, main_workspace()), alpha)
+    backbone = build_backbone(entry, size, resolve_weights("file", weights, main_workspace()), alpha)
     inputs = keras.Input((size, size, 3))
     outputs = keras.layers.GlobalAveragePooling2D()(backbone(Preprocess(entry.preprocess)(inputs), training=False))
     extractor = keras.Model(inputs, outputs)
