@@ -31,7 +31,7 @@ from painter_id.core.paths import (
 )
 from painter_id.core.runner import run_stage
 from painter_id.data import resized
-from painter_id.data.inputs import read_features_info
+from painter_id.data.inputs import read_features, read_features_info
 from painter_id.evaluation import plots
 from painter_id.evaluation.scores import cv_only_metrics, per_artist, read_cv, score
 from painter_id.model import model_files
@@ -49,7 +49,7 @@ def probabilities(params: EvaluateParams, test: resized.Split, labels: list[str]
         if digest != info["extractor_sha256"] or kernel.shape[1] != len(labels):
             raise model_files.mismatch(HEAD_FILE, "data/features")
         views = [TEST_FEATURES, TEST_FLIP_FEATURES][:2 if params.tta == "flip" else 1]
-        return sum(predict(kernel, bias, np.load(view, allow_pickle=False)) for view in views) / len(views)
+        return sum(predict(kernel, bias, read_features(view, len(test.paths))) for view in views) / len(views)
     from painter_id.model import tta  # TensorFlow: a model trained from the pixels, or flip_crops
 
     model = model_files.load_model(MODELS_DIR)

@@ -23,7 +23,7 @@ from painter_id.core.paths import TEMP_PARENT, TEMP_PREFIXES
 def owned_folder(path: os.PathLike | str) -> Path:
     """``path`` as an absolute path, after checking that it and its parents are folders or missing.
 
-    A file (or a broken link) where the pipeline keeps a folder is one line naming it, not a
+    A file (or a broken link) where painter-id keeps a folder is one line naming it, not a
     traceback from deep inside whatever tried to create the folder.
     """
     path = Path(path).absolute()
@@ -32,7 +32,7 @@ def owned_folder(path: os.PathLike | str) -> Path:
             break
         if entry.exists() or entry.is_symlink():
             what = "a broken link" if not entry.exists() else "a file"
-            raise PipelineError(f"{entry} is {what} where the pipeline keeps a folder; move it away (or delete it) "
+            raise PipelineError(f"{entry} is {what} where painter-id keeps a folder; move it away (or delete it) "
                                 "and run again")
     return path
 

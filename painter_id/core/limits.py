@@ -9,11 +9,33 @@ block runs unbounded, with the per-read timeouts still in force.
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
+import os
 import signal
 import threading
 from typing import Iterator
 
 from painter_id.core.errors import PipelineError
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A wait bound from environment variable ``name`` (seconds, 0 or more), else ``default``.
+
+    For waits that change no result, so they are no params: set per machine or per shell.
+    A value that is not such a number gets a warning and the default.
+    """
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < math.inf:
+        logging.getLogger(__name__).warning("%s=%r is not a number of seconds >= 0; waiting %g s", name, text, default)
+        return default
+    return seconds
 
 
 class _Expired(Exception):

@@ -13,6 +13,7 @@ from typing import Callable, NoReturn
 from painter_id.core.atomic import remove_dead_temporaries
 from painter_id.core.compat import exit_now, finish_threads
 from painter_id.core.errors import PipelineError
+from painter_id.core.limits import env_seconds
 
 # A full disk, a full quota, or a file-size limit (ulimit -f): the user must free space.
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -67,18 +68,7 @@ def leave(code: int) -> NoReturn:
 
 def exit_wait() -> float:
     """Seconds a finished stage waits for other threads: ``$PAINTER_ID_EXIT_WAIT_SECONDS``, else :data:`EXIT_WAIT_S`."""
-    text = os.environ.get(EXIT_WAIT_ENV, "").strip()
-    if not text:
-        return EXIT_WAIT_S
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        logging.getLogger(__name__).warning("%s=%r is not a number of seconds >= 0; waiting %g s", EXIT_WAIT_ENV,
-                                            text, EXIT_WAIT_S)
-        return EXIT_WAIT_S
-    return seconds
+    return env_seconds(EXIT_WAIT_ENV, EXIT_WAIT_S)
 
 
 def run_stage(name: str, main: Callable[[], None]) -> NoReturn:

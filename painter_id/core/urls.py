@@ -2,7 +2,8 @@
 
 Where a login may go: a password written in a link is sent only to that link's origin
 (scheme, host and port); a ``~/.netrc`` entry only to the host it names; neither after a
-redirect from ``https`` to plain ``http``. :func:`open_url` follows redirects under that rule.
+redirect from ``https`` to plain ``http``. :func:`open_url` follows redirects under that rule,
+and only to ``http`` and ``https`` links.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import base64
 import netrc
 import os
 import re
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -109,6 +111,10 @@ class _LoginPerHost(urllib.request.HTTPRedirectHandler):
         self.first = first
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
+            # urllib would follow ftp:// too, where no rule of ours about logins applies.
+            raise urllib.error.URLError(f"redirected to {redact_url(target)}: only http and https links are followed")
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None:
             new.remove_header("Authorization")

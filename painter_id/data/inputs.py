@@ -9,7 +9,9 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from painter_id.core.errors import PipelineError
+import numpy as np
+
+from painter_id.core.errors import PipelineError, first_line
 from painter_id.core.params import RESIZE_MODES
 from painter_id.core.paths import FEATURES_INFO
 
@@ -84,6 +86,24 @@ def read_image_format(path: os.PathLike | str, hint: str) -> dict:
             or not isinstance(size, int) or isinstance(size, bool)):
         raise PipelineError(f"{path}: must hold the images' size and resize mode; {hint}")
     return info
+
+
+def read_features(path: os.PathLike | str, rows: int) -> np.ndarray:
+    """A features file of ``data/features``, memory-mapped: ``rows`` finite rows of floats, or one line on how to rebuild it."""
+    hint = "run `dvc repro features` to write it again"
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found; {hint}") from None
+    except (ValueError, EOFError):  # NumPy's words for a file that is not an array ("pickled data") mislead
+        raise PipelineError(f"{path}: not a NumPy array file, or a damaged one; {hint}") from None
+    except OSError as exc:
+        raise PipelineError(f"{path}: unreadable ({exc.strerror or first_line(exc)[:200]}); {hint}") from None
+    if x.ndim != 2 or x.dtype.kind != "f" or len(x) != rows:
+        raise PipelineError(f"{path}: holds {x.shape} {x.dtype} where {rows} rows of features belong; {hint}")
+    if not np.isfinite(x).all():
+        raise PipelineError(f"{path}: holds values that are not finite numbers; {hint}")
+    return x
 
 
 def read_features_info(path: os.PathLike | str = FEATURES_INFO) -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 from painter_id.core.params import Params
 from painter_id.core.paths import EXTRACTOR, EXTRACTOR_FILE, HEAD_FILE, MODEL_FILE, TRAIN_FEATURES
 from painter_id.data import resized
+from painter_id.data.inputs import read_features
 from painter_id.model import crossval, head_fit
 from painter_id.model.model_files import save_head
 
@@ -34,7 +35,7 @@ class Fitted:
 
 def on_features(params: Params, y: np.ndarray, split: tuple, n_classes: int, info: dict, on_rows: Callable) -> Fitted:
     """The head solved on the frozen backbone's features: NumPy and SciPy, no TensorFlow."""
-    x = np.load(TRAIN_FEATURES, mmap_mode="r", allow_pickle=False)
+    x = read_features(TRAIN_FEATURES, len(y))
     solution, rows = head_fit.fit_head(x, y, split, n_classes, params.model.l2, params.train.class_weight, on_rows)
 
     def write(folder: Path) -> None:
@@ -66,7 +67,7 @@ def cross_validate(params: Params, data: resized.Split, y: np.ndarray, n_classes
         from painter_id.model import training
 
         return training.cross_validate(params, data, y, n_classes)
-    x = np.load(TRAIN_FEATURES, mmap_mode="r", allow_pickle=False)
+    x = read_features(TRAIN_FEATURES, len(y))
 
     def fit_and_predict(split: tuple, scored: np.ndarray) -> np.ndarray:
         solution, _ = head_fit.fit_head(x, y, split, n_classes, params.model.l2, params.train.class_weight)

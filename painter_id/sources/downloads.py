@@ -148,7 +148,7 @@ def _kaggle_errors(dataset: str, doing: str) -> Iterator[None]:
         ) from None
 
 
-def kaggle_version(dataset: str) -> int:
+def kaggle_version(dataset: str, seconds: float) -> int:
     """The version number of ``dataset`` that a download would get now (its own, if it names one).
 
     ``owner/name/versions/N`` is pinned and needs no network; ``owner/name`` is looked up
@@ -167,14 +167,16 @@ def kaggle_version(dataset: str) -> int:
     from kagglehub.clients import build_kaggle_client
     from kagglehub.http_resolver import _get_current_version
 
-    with _kaggle_errors(dataset, "looking up the current version of"), build_kaggle_client() as client:
+    with within(seconds, _too_slow(f"Kaggle dataset {dataset}", seconds)), \
+            _kaggle_errors(dataset, "looking up the current version of"), build_kaggle_client() as client:
         return int(_get_current_version(client, handle))
 
 
-def kaggle_download(dataset: str, version: Optional[int] = None) -> Path:
+def kaggle_download(dataset: str, version: Optional[int], seconds: float) -> Path:
     """Download (or reuse from kagglehub's cache) the Kaggle dataset and return its folder.
 
     ``version`` (the one the ``source`` stage recorded) pins it; ``None`` takes the latest.
+    ``seconds`` bounds the whole download.
 
     Credentials are looked up by kagglehub itself (``KAGGLE_USERNAME``/``KAGGLE_KEY``,
     ``KAGGLE_API_TOKEN`` or ``~/.kaggle/kaggle.json``); they are never logged or written.
@@ -185,5 +187,5 @@ def kaggle_download(dataset: str, version: Optional[int] = None) -> Path:
     _check_kaggle_credentials()
     pinned = dataset if version is None else str(parse_dataset_handle(dataset).with_version(version))
     log.info("source: Kaggle dataset %s (through kagglehub)", pinned)
-    with _kaggle_errors(dataset, "downloading"):
+    with within(seconds, _too_slow(f"Kaggle dataset {pinned}", seconds)), _kaggle_errors(dataset, "downloading"):
         return Path(kagglehub.dataset_download(pinned))

@@ -56,7 +56,7 @@ def prepare_source(params: DataParams, work: Path, seconds: float) -> Path:
         )
         return synthetic.generate(work / "synthetic", params.synthetic_artists, params.synthetic_images, params.seed)
     if params.source == "kaggle":
-        return kaggle_download(params.kaggle_dataset, recorded_kaggle_version(params.kaggle_dataset))
+        return kaggle_download(params.kaggle_dataset, recorded_kaggle_version(params.kaggle_dataset), seconds)
     if params.source == "url":
         log.info("source: %s", redact_url(params.url))
         if has_password(params.url):
@@ -120,7 +120,7 @@ def fingerprint(params: DataParams, seconds: float) -> dict:
         # Redacted: dvc.lock and data/source.json must never hold a password.
         found.update(url=redact_url(params.url), **url_fingerprint(params, seconds))
     elif params.source == "kaggle":
-        version = kaggle_version(params.kaggle_dataset)
+        version = kaggle_version(params.kaggle_dataset, seconds)
         log.info("source: Kaggle dataset %s, version %d", params.kaggle_dataset, version)
         found.update(dataset=params.kaggle_dataset, version=version)
     return found

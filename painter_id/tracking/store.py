@@ -26,6 +26,7 @@ from mlflow.entities import RunStatus
 
 from painter_id.core.atomic import owned_folder, process_alive
 from painter_id.core.errors import PipelineError, first_line
+from painter_id.core.limits import env_seconds
 from painter_id.core.params import MlflowParams
 from painter_id.core.urls import redact_text
 from painter_id.core.workspace import main_workspace
@@ -34,7 +35,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
-LOCK_TIMEOUT_S = 300
+# How long a stage waits for another process creating the store; the environment variable sets another bound.
+LOCK_WAIT_S = 300.0
+LOCK_WAIT_ENV = "PAINTER_ID_LOCK_WAIT_SECONDS"
 # While checking that a remote store answers: fail within seconds, not after minutes of retries.
 QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 # Who runs a run: a later run on the same host ends it as KILLED once that process is gone.
@@ -220,11 +223,12 @@ def prepare_store(params: MlflowParams, cwd: Optional[Path] = None) -> tuple[str
     db = sqlite_path(uri)
     # Alembic logs every schema migration step at INFO; one line from us is enough.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    lock_wait = env_seconds(LOCK_WAIT_ENV, LOCK_WAIT_S)
     try:
         if db is not None:
             _check_sqlite_writable(db)
             artifacts = owned_folder(db.parent / ARTIFACTS_DIR).as_uri()
-            with FileLock(f"{db}.lock", timeout=LOCK_TIMEOUT_S):
+            with FileLock(f"{db}.lock", timeout=lock_wait):
                 experiment_id = _get_or_create_experiment(mlflow.MlflowClient(uri), params.experiment, artifacts)
         else:
             if uri.split(":", 1)[0].split("+", 1)[0] in SQL_SCHEMES:
@@ -236,7 +240,8 @@ def prepare_store(params: MlflowParams, cwd: Optional[Path] = None) -> tuple[str
     except PipelineError:
         raise
     except Timeout:
-        raise PipelineError(f"MLflow store {db}: locked by another process for {LOCK_TIMEOUT_S}s; try again") from None
+        raise PipelineError(f"MLflow store {db}: locked by another process for {lock_wait:g} s "
+                            f"({LOCK_WAIT_ENV} sets how long to wait); let it finish or stop it, then run again") from None
     except Exception as exc:  # MLflow, SQLAlchemy and requests all raise their own types
         reason = first_line(exc)[:300]
         if db is not None and "database is locked" in reason:

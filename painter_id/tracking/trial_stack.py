@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
+from painter_id.core.atomic import owned_folder
 from painter_id.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -487,7 +488,7 @@ def start_stack(folder: Path, users: Iterable[str] = (), supervisor: Optional[in
     what was started is stopped again, and the error names the log to read.
     """
     paths = Paths(folder.absolute())
-    paths.logs.mkdir(parents=True, exist_ok=True)
+    owned_folder(paths.logs).mkdir(parents=True, exist_ok=True)
     old = read_state(paths)
     if old is not None and any(running(old, paths).values()):
         raise PipelineError(f"the trial in {paths.folder} is already running (painter-trial status --dir {folder}); "

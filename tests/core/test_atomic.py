@@ -52,7 +52,7 @@ def test_atomic_file_keeps_previous_on_interrupt(tmp_path):
                                         ("a broken link", lambda p: p.symlink_to(p.parent / "gone"))])
 def test_output_under_a_file_is_reported_before_work(tmp_path, what, make):
     make(tmp_path / "data")
-    expected = f"{tmp_path / 'data'} is {what} where the pipeline keeps a folder; move it away (or delete it) and run again"
+    expected = f"{tmp_path / 'data'} is {what} where painter-id keeps a folder; move it away (or delete it) and run again"
     for check in (lambda: ensure_writable_dir(tmp_path / "data" / "raw" / "manifest.csv"),
                   lambda: make_temp_dir(tmp_path / "data" / "raw", ".download-"),
                   lambda: owned_folder(tmp_path / "data")):

@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from painter_id.core import runner
+from painter_id.core.limits import env_seconds
 from testkit.project import REPO_ROOT, run
 
 STAGE = textwrap.dedent("""
@@ -70,8 +71,10 @@ def test_a_finished_stage_ends_after_the_exit_wait_whatever_threads_remain(tmp_p
 
 @pytest.mark.parametrize("setting, seconds", [("", 60.0), ("0", 0.0), ("2.5", 2.5), ("soon", 60.0), ("-1", 60.0),
                                               ("inf", 60.0), ("nan", 60.0)])
-def test_the_exit_wait_is_read_from_the_environment(monkeypatch, caplog, setting, seconds):
+def test_wait_bounds_are_read_from_the_environment(monkeypatch, caplog, setting, seconds):
     monkeypatch.setenv("PAINTER_ID_EXIT_WAIT_SECONDS", setting)
+    monkeypatch.setenv("PAINTER_ID_LOCK_WAIT_SECONDS", setting)
     assert runner.exit_wait() == seconds
+    assert env_seconds("PAINTER_ID_LOCK_WAIT_SECONDS", 60.0) == seconds
     warned = "is not a number of seconds" in caplog.text
     assert warned == (setting not in ("", "0", "2.5"))

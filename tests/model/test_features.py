@@ -172,3 +172,31 @@ def test_the_extractor_is_the_network_up_to_its_pooled_features():
     extractor = features.extractor_model(model)
     assert extractor.name == "Tiny_features" and extractor.output.shape[-1] == 4
     assert [layer.name for layer in extractor.layers][-1] == features.POOL_LAYER
+
+
+@pytest.mark.parametrize("name, content, stage, expected", [
+    ("train.npy", b"garbage", "train", "not a NumPy array file, or a damaged one"),
+    ("train.npy", b"", "train", "not a NumPy array file, or a damaged one"),
+    ("test.npy", "rows", "evaluate", "holds (3, 4) float32 where 9 rows of features belong"),
+    ("test_flip.npy", "nan", "evaluate", "holds values that are not finite numbers"),
+])
+def test_damaged_features_are_one_line_saying_to_rerun_features(solved, tmp_path, monkeypatch, name, content,
+                                                                  stage, expected):
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(solved, project)
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    target = project / "data" / "features" / name
+    if content == "rows":
+        np.save(target, np.zeros((3, 4), np.float32))
+    elif content == "nan":
+        broken = np.load(target)
+        broken[0, 0] = np.nan
+        np.save(target, broken)
+    else:
+        target.write_bytes(content)
+    with pytest.raises(PipelineError) as info:
+        stage_main(stage)
+    assert str(info.value) == f"data/features/{name}: {expected}; run `dvc repro features` to write it again"

@@ -167,7 +167,7 @@ def test_a_file_where_the_data_folder_should_be_stops_download_before_work(tmp_p
     (tmp_path / "data").write_text("not a folder")
     write_params(tmp_path, {"data": {"source": "synthetic", "synthetic_artists": 2, "synthetic_images": 20}})
     proc = run_stage("download", tmp_path, check=False)
-    assert_one_line_error(proc, "download", str(tmp_path / "data"), "is a file where the pipeline keeps a folder; move it away")
+    assert_one_line_error(proc, "download", str(tmp_path / "data"), "is a file where painter-id keeps a folder; move it away")
     assert (tmp_path / "data").read_text() == "not a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]
 

@@ -1,4 +1,4 @@
-"""Files where the pipeline keeps a folder (an output, MLflow's artifacts, Keras' weights cache): one line naming it.
+"""Files where painter-id keeps a folder (an output, MLflow's artifacts, Keras' weights cache): one line naming it.
 
 The data folder itself: tests/pipeline/test_bad_input.py, through ``python -m``.
 """
@@ -22,7 +22,7 @@ def test_a_file_where_a_folder_belongs_is_one_line_saying_what_to_move(tmp_path,
 
     with pytest.raises(PipelineError) as caught:
         stage_main(*stages)
-    assert str(caught.value) == (f"{tmp_path / folder} is a file where the pipeline keeps a folder; "
+    assert str(caught.value) == (f"{tmp_path / folder} is a file where painter-id keeps a folder; "
                                  "move it away (or delete it) and run again")
     assert (tmp_path / folder).read_text(encoding="utf-8") == "someone's notes"  # nothing of the user's is lost
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from painter_id.core import urls
+from painter_id.core.errors import PipelineError
 from painter_id.sources.downloads import fetch_url
 from testkit import badfiles
 from testkit.project import REPO_ROOT, run_stage, write_params
@@ -86,6 +87,17 @@ def test_no_login_travels_over_http_after_https(tmp_path, netrc_for, monkeypatch
                      f"https://127.0.0.1:{secure.server_port}/art.zip"):
             fetch_url(link, tmp_path, 5, LIMIT, 60)
     assert secure.logins == [LOGIN, LOGIN] and plain.logins == [None, None]
+
+
+def test_a_redirect_to_another_scheme_is_refused_in_one_line(tmp_path):
+    www = zip_site(tmp_path / "www")
+    with serve_folder(www, RedirectHandler) as first:
+        first.target = "ftp://user:secret@127.0.0.1:21"
+        with pytest.raises(PipelineError) as caught:
+            fetch_url(f"http://127.0.0.1:{first.server_port}/art.zip", tmp_path, 5, LIMIT, 60)
+    assert str(caught.value) == (
+        f"http://127.0.0.1:{first.server_port}/art.zip: cannot download (redirected to ftp://127.0.0.1:21/art.zip: "
+        "only http and https links are followed); check data.url and your connection")
 
 
 def url_project(root: Path, url: str, **runtime) -> Path:

@@ -179,3 +179,17 @@ def test_locked_mlflow_store_is_one_line_not_a_hang(tmp_path):
         holder.close()
     message = str(info.value)
     assert "\n" not in message and "locked by another process" in message and "mlflow.db" in message
+
+
+def test_a_store_being_created_elsewhere_is_waited_for_as_long_as_the_environment_says(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    db = tmp_path / "mlflow.db"
+    monkeypatch.setenv("PAINTER_ID_LOCK_WAIT_SECONDS", "0.5")
+    with FileLock(f"{db}.lock"):  # another process creating the store
+        with pytest.raises(PipelineError) as info:
+            prepare_store(MlflowParams(tracking_uri=f"sqlite:///{db}"))
+    assert str(info.value) == (f"MLflow store {db}: locked by another process for 0.5 s (PAINTER_ID_LOCK_WAIT_SECONDS "
+                               "sets how long to wait); let it finish or stop it, then run again")
+    monkeypatch.delenv("PAINTER_ID_LOCK_WAIT_SECONDS")
+    assert prepare_store(MlflowParams(tracking_uri=f"sqlite:///{db}"))[1]  # once it is free, the store is created
