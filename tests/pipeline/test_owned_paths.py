@@ -32,5 +32,5 @@ def test_a_file_as_the_keras_weights_cache_is_named_before_any_download(tmp_path
     (tmp_path / "keras").mkdir()
     (tmp_path / "keras" / "models").write_text("not a folder", encoding="utf-8")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    with pytest.raises(PipelineError, match=rf"^{tmp_path / 'keras' / 'models'} is a file where the pipeline keeps"):
+    with pytest.raises(PipelineError, match=rf"^{tmp_path / 'keras' / 'models'} is a file where painter-id keeps a folder;"):
         stage_main("features")
