@@ -56,7 +56,8 @@ def dvc(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> s
     return run([sys.executable, "-m", "dvc", *args], cwd, check=check, env=env)
 
 
-PROJECT_FILES = ["stages", "painter_id", "unused.txt", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
+PROJECT_FILES = ["stages", "painter_id", "presets", "unused.txt", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore",
+                 "pyproject.toml"]
 
 
 def make_project(dest: Path, overrides: dict[str, dict] | None = None) -> Path:
