@@ -6,10 +6,10 @@ import argparse
 import errno
 import logging
 import os
-import signal
 import sys
 from typing import Callable, NoReturn
 
+from painter_id.core import stop
 from painter_id.core.atomic import remove_dead_temporaries
 from painter_id.core.compat import exit_now, finish_threads
 from painter_id.core.errors import PipelineError
@@ -21,12 +21,6 @@ DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # (an upload to a slow artifact store, say); the environment variable sets another bound.
 EXIT_WAIT_S = 60.0
 EXIT_WAIT_ENV = "PAINTER_ID_EXIT_WAIT_SECONDS"
-
-
-def _raise_interrupt(signum, frame) -> NoReturn:
-    # Turning SIGTERM into KeyboardInterrupt lets the same ``finally`` blocks that clean
-    # up after Ctrl-C remove temporary outputs when DVC or a scheduler kills the stage.
-    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def configure_logging() -> None:
@@ -55,15 +49,22 @@ def leave(code: int) -> NoReturn:
 
     Other threads get :data:`EXIT_WAIT_S` seconds (or ``$PAINTER_ID_EXIT_WAIT_SECONDS``) to finish (a thread pool is told to stop
     first, as at a normal exit); one that is still running then is named in a warning and
-    the process ends anyway, so a finished stage never hangs. The exit handlers run; what is
-    skipped is TensorFlow's teardown (seconds, no output; :func:`painter_id.core.compat.exit_now`).
+    the process ends anyway, so a finished stage never hangs. Ctrl-C or SIGTERM ends that wait
+    too. The exit handlers run; what is skipped is TensorFlow's teardown (seconds, no output;
+    :func:`painter_id.core.compat.exit_now`). A signal received on the way makes the code 130 or
+    143 (:func:`painter_id.core.stop.exit_code`): an interrupted process never exits 0.
     """
     wait = exit_wait()
-    left = finish_threads(wait)
+    try:
+        left = finish_threads(wait)
+        stop.exiting()
+    except KeyboardInterrupt:
+        stop.exiting()
+        left = []  # asked to stop now: the threads end with the process
     if left:
         logging.getLogger(__name__).warning("threads still running after %g s at exit, ended with the process: %s "
                                             "(%s sets how long to wait)", wait, ", ".join(left), EXIT_WAIT_ENV)
-    exit_now(code)
+    exit_now(stop.exit_code(code))
 
 
 def exit_wait() -> float:
@@ -74,27 +75,35 @@ def exit_wait() -> float:
 def run_stage(name: str, main: Callable[[], None]) -> NoReturn:
     """Run a stage's ``main`` and turn expected failures into one line on stderr.
 
-    Exit codes: 0 success, 2 a :class:`PipelineError`, 130 interrupted (SIGINT/SIGTERM).
-    Outputs are written to temporary paths and renamed into place, so an interrupted
-    stage leaves its previous outputs as they were.
+    Exit codes: 0 success, 2 a :class:`PipelineError`, 130 interrupted by SIGINT (Ctrl-C),
+    143 by SIGTERM (:mod:`painter_id.core.stop`). Outputs are written to temporary paths and
+    renamed into place, so an interrupted stage leaves its previous outputs as they were.
     """
+    # First, before any work: a signal from here on stops the stage, whatever this process inherited.
+    stop.install()
     configure_logging()
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         remove_dead_temporaries()
         main()
-    except PipelineError as exc:
-        print(f"error: {name}: {exc}", file=sys.stderr)
-        leave(2)
-    except KeyboardInterrupt:
+        stop.check()  # an interrupt that a library caught and dropped still ends the stage as one
+    except (PipelineError, KeyboardInterrupt, OSError) as exc:
+        stop.exiting()  # the message and the exit handlers run whole; a second signal ends the process at once
+        leave(_failed(name, exc))
+    leave(0)
+
+
+def _failed(name: str, exc: BaseException) -> int:
+    """Print the one line that ends a stage stopped by ``exc`` and return its exit code; re-raise what is a bug."""
+    if isinstance(exc, KeyboardInterrupt):
         print(f"error: {name}: interrupted; its previous outputs were left as they were, run it again", file=sys.stderr)
-        leave(130)
-    except OSError as exc:
+        return 130
+    if isinstance(exc, OSError):
         if exc.errno not in DISK_FULL:
-            raise
+            raise exc
         # Every output is written to a temporary path and renamed, so the previous ones are intact.
         where = f" writing {exc.filename}" if exc.filename else ""
         print(f"error: {name}: no space left{where} ({exc.strerror}); free disk space (or raise the limit) and run "
               "it again; its previous outputs were left as they were", file=sys.stderr)
-        leave(2)
-    leave(0)
+        return 2
+    print(f"error: {name}: {exc}", file=sys.stderr)
+    return 2
