@@ -29,7 +29,7 @@ def test_sigterm_during_download_keeps_previous_data_and_a_rerun_works(tmp_path)
     proc = interrupt(tmp_path, "download", signal.SIGTERM,
                      lambda: any(p.name.startswith(".download-") for p in (tmp_path / "data").iterdir()))
 
-    assert_interrupted(proc, "download")
+    assert_interrupted(proc, "download", 143)
     assert snapshot(tmp_path / "data") == before and leftovers(tmp_path) == []
     write_params(tmp_path, {"data": {"source": "synthetic", "synthetic_artists": 3, "synthetic_images": 30}})
     run_stage("download", tmp_path)
