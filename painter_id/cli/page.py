@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
+from painter_id.core import stop
 from painter_id.core.runner import run_stage
 
 DEFAULT_MODEL = "models:/painter-id@champion"
@@ -38,9 +39,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     server = make_server("127.0.0.1", args.port, create_app(served, args.max_mb), threaded=True)
     print(f"painter-page: {served.origin}\n  open http://127.0.0.1:{server.server_port}/  (Ctrl-C stops)", flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        with stop.ends_normally():  # Ctrl-C is how the page is meant to stop: exit 0
+            server.serve_forever()
     finally:
         server.server_close()
 

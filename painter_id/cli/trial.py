@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from painter_id.core import stop
 from painter_id.core.errors import PipelineError
 from painter_id.core.runner import run_stage
 
@@ -80,15 +81,15 @@ def start(folder: Path, users: list[str], detach: bool) -> None:
         print(f"\nRunning in the background; stop it with: painter-trial stop --dir {folder}", flush=True)
         return
     print("\nRunning; press Ctrl-C to stop it (or run painter-trial stop)", flush=True)
+    # Ctrl-C, or SIGTERM from `painter-trial stop`, is how the trial is meant to stop: exit 0.
     try:
-        while True:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    raise PipelineError(f"the trial's {name} server stopped (exit code {proc.returncode}); see "
-                                        f"{folder / 'logs' / (name + '.log')}; the other servers were stopped")
-            time.sleep(1)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from `painter-trial stop` (the runner turns it into this)
-        pass
+        with stop.ends_normally():
+            while True:
+                for name, proc in procs.items():
+                    if proc.poll() is not None:
+                        raise PipelineError(f"the trial's {name} server stopped (exit code {proc.returncode}); see "
+                                            f"{folder / 'logs' / (name + '.log')}; the other servers were stopped")
+                time.sleep(1)
     finally:
         trial_stack.stop_stack(folder, procs)
     print(f"Stopped; the data stays in {folder.absolute()}", flush=True)
