@@ -30,6 +30,28 @@ def all_layers(model: keras.Model) -> list:
     return list(model._flatten_layers(include_self=True))
 
 
+def scale_learning_rates(optimizer: keras.optimizers.Optimizer, variables: list, scale: float) -> None:
+    """Make ``optimizer`` step ``variables`` at ``scale`` times its learning rate, every other variable at it.
+
+    Keras 3 has no per-variable learning rate. Scaling the gradients instead would do nothing
+    under Adam or RMSprop (both divide by the gradients' own size), so this scales the rate
+    where each variable's step is taken: ``update_step(gradient, variable, learning_rate)``,
+    called once per variable by every Keras optimizer. Which variable it is comes from the
+    private ``_get_variable_index``: the TensorFlow backend hands ``update_step`` the
+    ``tf.Variable`` inside each Keras one, which only the optimizer's own index maps back.
+    Call before the optimizer's first step; the instance's class is swapped, nothing else.
+    """
+    scaled = {id(v) for v in variables}
+    base = type(optimizer)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if id(self._trainable_variables[self._get_variable_index(variable)]) in scaled:
+            learning_rate = learning_rate * scale
+        return base.update_step(self, gradient, variable, learning_rate)
+
+    optimizer.__class__ = type(base.__name__, (base,), {"update_step": update_step})
+
+
 @contextlib.contextmanager
 def mlflow_tracking_uri(uri: Optional[str]) -> Iterator[None]:
     """MLflow's fluent API (``log_model``, ``load_model`` of ``models:/...``) pointed at ``uri`` while open.

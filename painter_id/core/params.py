@@ -43,6 +43,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "mirrored", "multi_worker")
 WEIGHTS = ("random", "imagenet", "file")
 TTA_MODES = ("none", "flip", "flip_crops")
+BATCH_NORMS = ("frozen", "trainable")
 
 # Params that were renamed: an old name is a one-line error naming the new one.
 RENAMED = {
@@ -227,6 +228,12 @@ class ModelParams:
     # 4x a 1024 px image is already 16x the backbone's work.
     scales: tuple[float, ...] = param((1.0,), "the painting is seen at these multiples of resize.image_size",
                                       low=0, high=4, low_open=True)
+    # Frozen by default, as in Keras' fine-tuning guide: a few hundred paintings in batches of 32
+    # give batch statistics far noisier than ImageNet's moving ones.
+    batch_norm: str = param("frozen", "batch normalisation in the layers that train: frozen keeps them in inference "
+                            "mode with their loaded statistics and scale (pretrained weights only: random ones "
+                            "always train theirs); trainable updates both",
+                            choices=BATCH_NORMS)
 
     def check(self) -> None:
         """Checks across fields, after each field's own."""
@@ -267,6 +274,14 @@ class TrainParams:
                                  low=0, high=0.9)
     contrast: float = param(0.0, "random contrast while training, a factor in [1 - this, 1 + this]; 0: off",
                             low=0, high=1)
+    crop_fraction: float = param(0.0, "random crop while training: a square up to this share smaller, anywhere in "
+                                 "the painting, scaled back to full size; 0: off", low=0, high=0.5, high_open=True)
+    backbone_learning_rate_scale: float = param(0.1, "pretrained backbone layers that train learn at "
+                                                "train.learning_rate times this, the head at train.learning_rate "
+                                                "(random ones at it too)", low=0, high=1,
+                                                low_open=True)
+    head_first: bool = param(True, "training from the pixels with pretrained weights: first solve the head on the "
+                             "frozen backbone's features (L-BFGS), then train from there")
     seed: int = param(42, "seed of weights, shuffling and augmentation")
     precision: str = param("float32", "the numbers training computes with; mixed precision speeds up GPUs", choices=PRECISIONS)
     jit_compile: bool = param(False, "XLA-compile the training step")

@@ -40,7 +40,8 @@ def why_not_used(params: Params) -> Optional[str]:
                 "(set it to all to solve the head on the frozen backbone's features)")
     augmentation = [name for name, on in (("flip", params.train.flip), ("rotation_turns", params.train.rotation_turns),
                                           ("zoom_fraction", params.train.zoom_fraction),
-                                          ("contrast", params.train.contrast)) if on]
+                                          ("contrast", params.train.contrast),
+                                          ("crop_fraction", params.train.crop_fraction)) if on]
     if augmentation:
         return (f"train.{augmentation[0]} is on: augmentation changes what the backbone sees every epoch, so "
                 "train learns from the pixels (turn it off to solve the head on features)")

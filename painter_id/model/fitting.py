@@ -53,9 +53,8 @@ def from_pixels(params: Params, data: resized.Split, y: np.ndarray, split: tuple
     from painter_id.model import training
     from painter_id.model.network import save_model
 
-    net = training.prepare_fit(params, data.size, n_classes)
     epoch_log = training.EpochLog(on_rows)
-    monitor = training.fit(net.model, data.images, y, split, params.train, epoch_log)
+    net, monitor = training.train_network(params, data.images, y, split, n_classes, epoch_log)
     return Fitted(epoch_log.rows, monitor, net.sizes(), lambda folder: save_model(net.model, folder / MODEL_FILE.name))
 
 

@@ -37,7 +37,32 @@ def augmentation_layers(params: TrainParams) -> list[keras.layers.Layer]:
         layers.append(keras.layers.RandomZoom(params.zoom_fraction, seed=seed + 2, name="zoom"))
     if params.contrast > 0:
         layers.append(keras.layers.RandomContrast(params.contrast, seed=seed + 3, name="contrast"))
+    if params.crop_fraction > 0:
+        # A crop that keeps the painter's hand: zoomed in by up to crop_fraction (a smaller square,
+        # scaled back up), then moved by up to half of that, so the square lies anywhere in the
+        # painting; the mirrored border only shows where the zoom drew less than the shift. Both
+        # layers pass pixels through untouched outside training, unlike RandomCrop, which crops
+        # the centre at inference.
+        f = params.crop_fraction
+        layers.append(keras.layers.RandomZoom((-f, 0.0), seed=seed + 4, fill_mode="reflect", name="crop_zoom"))
+        layers.append(keras.layers.RandomTranslation(f / 2, f / 2, seed=seed + 5, fill_mode="reflect",
+                                                     name="crop_shift"))
     return layers
+
+
+def hold_batch_norm(backbone: keras.Model) -> int:
+    """Put every BatchNormalization layer of ``backbone`` in inference mode for good; return how many.
+
+    Keras 3 runs a BatchNormalization layer whose ``trainable`` is False in inference mode: its
+    moving statistics stay as loaded, and its scale and offset do not train, while the
+    convolutions around it still learn (``model.batch_norm: frozen``).
+    """
+    from painter_id.core.compat import all_layers
+
+    held = [layer for layer in all_layers(backbone) if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in held:
+        layer.trainable = False
+    return len(held)
 
 
 def build_model(entry: Backbone, size: int, n_classes: int, model_params: ModelParams,
@@ -53,6 +78,9 @@ def build_model(entry: Backbone, size: int, n_classes: int, model_params: ModelP
     weights = resolve_weights(model_params.weights, model_params.weights_file, (root or main_workspace()).absolute())
     backbone = build_backbone(entry, size, weights, model_params.alpha, any_size=model_params.scales != (1.0,))
     frozen = freeze(backbone, model_params.frozen_layers)
+    # Random weights have no statistics worth keeping: held, they would normalise with 0 and 1.
+    if model_params.batch_norm == "frozen" and model_params.weights != "random":
+        hold_batch_norm(backbone)
     inputs = keras.Input((size, size, 3), name="pixels")
     x = inputs
     for layer in augmentation_layers(train_params):

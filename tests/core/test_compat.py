@@ -13,6 +13,7 @@ import textwrap
 
 import keras
 import mlflow
+import pytest
 
 from painter_id.core import compat
 from testkit.project import REPO_ROOT
@@ -58,3 +59,13 @@ def test_exit_stops_an_idle_thread_pool_runs_exit_handlers_and_keeps_the_code(tm
                           env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.strip() == "left: []" and (tmp_path / "atexit.txt").read_text() == "ran"
+
+
+def test_scale_learning_rates_scales_the_step_of_the_named_variables_under_adam():
+    # Adam's first step is the rate times the gradient's sign: scaled gradients would not show.
+    scaled, plain = keras.Variable([1.0, -1.0]), keras.Variable([1.0, -1.0])
+    optimizer = keras.optimizers.Adam(0.1)
+    compat.scale_learning_rates(optimizer, [scaled], 0.01)
+    optimizer.apply([keras.ops.convert_to_tensor([3.0, -5.0])] * 2, [scaled, plain])
+    assert keras.ops.convert_to_numpy(plain) == pytest.approx([0.9, -0.9], abs=1e-4)
+    assert keras.ops.convert_to_numpy(scaled) == pytest.approx([0.999, -0.999], abs=1e-5)

@@ -100,8 +100,9 @@ def test_same_seed_trains_the_same_model(tmp_path, resized_dataset, monkeypatch)
 def test_frozen_layers_keep_their_weights_and_batchnorm_statistics(tmp_path, resized_dataset, monkeypatch,
                                                                     mobilenet_weights):
     db = setup_project(tmp_path, monkeypatch, {
-        "model": {**MOBILENET["model"], "weights": "file", "weights_file": str(mobilenet_weights), "frozen_layers": 40},
-        "train": {"epochs": 1, "learning_rate": 0.01}})
+        "model": {**MOBILENET["model"], "weights": "file", "weights_file": str(mobilenet_weights), "frozen_layers": 40,
+                  "batch_norm": "trainable"},
+        "train": {"epochs": 1, "learning_rate": 0.01, "backbone_learning_rate_scale": 1.0}})
     stage_main("features", "train")
 
     params = run_params(db)
