@@ -1,6 +1,6 @@
 """Command ``painter-register``: promote a training run's MLflow Model to a registered model version.
 
-    painter-register                              # the best run by test_accuracy
+    painter-register                              # the best run by accuracy
     painter-register --metric test_macro_f1       # the best by another metric
     painter-register --run tatty-jean             # a named run (or a run id)
     painter-register --name painter-id --alias champion

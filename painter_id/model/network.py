@@ -3,7 +3,7 @@
 ``pixels -> augmentation -> Preprocess -> backbone -> pool -> dropout -> artist``: the saved
 model takes raw 0..255 RGB pixels, so evaluate, predict and serving need no preprocessing of
 their own. The layers named ``pool``, ``dropout`` and ``artist`` are the head, which the
-frozen-feature path (:mod:`painter_id.model.feature_cache`) trains alone.
+frozen-feature path (:mod:`painter_id.model.features`, the features stage) trains alone.
 """
 
 from __future__ import annotations

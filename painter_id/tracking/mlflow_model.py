@@ -190,7 +190,7 @@ def log_model_or_warn(uri: str, run_id: str, images: np.ndarray) -> Optional[str
     try:
         return log_model(uri, run_id, example_image(images))
     except Exception as exc:  # MLflow, SQLAlchemy, requests and boto3 all raise their own types
-        log.warning("MLflow: model not logged (%s); models/model.keras has it", first_line(exc)[:300])
+        log.warning("MLflow: model not logged (%s); the models/ folder has it", first_line(exc)[:300])
         return None
 
 
