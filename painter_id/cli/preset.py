@@ -97,7 +97,8 @@ def dvc_command(name: str, queue: bool = False, experiment: Optional[str] = None
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command-line flags of ``painter-preset``."""
-    parser = argparse.ArgumentParser(prog="painter-preset", description="Run a named, reviewable set of params as one dvc exp run.")
+    parser = argparse.ArgumentParser(prog="painter-preset",
+                                     description="Run a named, reviewable set of params as one dvc exp run.")
     parser.add_argument("name", nargs="?", help="the preset: presets/NAME.yaml")
     parser.add_argument("--list", action="store_true", help="list the presets and what each is for")
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="PARAM=VALUE",
