@@ -410,7 +410,14 @@ def _unknown_key(section: str, key: Any, known: list[str]) -> PipelineError:
         return PipelineError(f"params.yaml: {section}.{shown} was renamed; use {new_name} "
                              f"({field_help(new_name)})")
     close = difflib.get_close_matches(str(key)[:100], known, n=1)
-    hint = f"did you mean {section}.{close[0]}?" if close else f"valid keys: {', '.join(known)}"
+    listed = ", ".join(known)
+    # A long list would bury the one line the user needs; the reference page has every key.
+    if close:
+        hint = f"did you mean {section}.{close[0]}?"
+    elif len(listed) <= 200:
+        hint = f"valid keys: {listed}"
+    else:
+        hint = f"docs/params.md lists the {len(known)} keys of {section}"
     return PipelineError(f"params.yaml: unknown key {section}.{shown}; {hint}")
 
 
