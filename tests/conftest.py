@@ -74,7 +74,7 @@ def private_web(tmp_path):
 # two xdist workers finish together instead of one running a long file alone at the end. pyproject
 # passes --no-loadscope-reorder: xdist's own order (most tests first) would put test_workflow and
 # test_team, few tests but minutes of fixtures, last.
-LONGEST_FIRST = ("test_workflow.py", "test_backbones.py", "test_team_servers.py", "test_feature_cache.py",
+LONGEST_FIRST = ("test_walkthrough.py", "test_workflow.py", "test_backbones.py", "test_team_servers.py",
                  "test_training.py", "test_bad_input.py", "test_distribute.py", "test_source_changes.py",
                  "test_mlflow_model.py", "test_serving.py", "test_store.py", "test_crossval.py", "test_data_stages.py")
 
