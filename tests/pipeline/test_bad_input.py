@@ -1,6 +1,6 @@
 """Hostile and broken input: odd images end to end, bad archives, bad params, secrets, interruptions.
 
-Cases already covered elsewhere are not repeated here (see the README table "bad input");
+Cases already covered elsewhere are not repeated here (see docs/bad-input.md);
 each test below fails without the handling it names.
 """
 
