@@ -156,7 +156,7 @@ def test_no_issue_numbers_dates_of_runs_or_internal_files(page):
     text = page.read_text(encoding="utf-8")
     found = (re.findall(r"(?<![\w&])#\d+\b|\bissues? #?\d+", text)
              + re.findall(r"\b20\d\d-\d\d-\d\d\b|\b\d\d:\d\d UTC\b", text)
-             + re.findall(r"\b(?:tests|testkit|\.ci)/[\w/.-]*|DEVELOPERS\.md|\.\./shared/hooks", text))
+             + re.findall(r"\b(?:tests|testkit|\.ci)/[\w.-][\w/.-]*|DEVELOPERS\.md|\.\./shared/hooks", text))
     assert not found, f"{doc_id(page)}: {found}"
 
 
@@ -168,3 +168,13 @@ def test_the_readme_is_short_and_starts_with_the_two_set_up_commands():
     ci = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
     test_command = commands[1].split(" && ")[-1]
     assert test_command == "python -m pytest" and f"\n{test_command}\n" in ci
+
+
+def test_the_readme_layout_is_the_tree():
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```")[1]
+    named = {word for line in block.splitlines() for word in line.split()[:2] if word.endswith("/")}
+    library = {f"painter_id/{path.name}/" for path in (REPO_ROOT / "painter_id").iterdir()
+               if (path / "__init__.py").exists()}
+    assert library <= named, f"the layout leaves out {sorted(library - named)}"
+    assert all((REPO_ROOT / path).is_dir() for path in named), [path for path in named if not (REPO_ROOT / path).is_dir()]
