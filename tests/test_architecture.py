@@ -71,8 +71,9 @@ def test_the_library_is_one_folder_per_concern_each_saying_what_it_holds():
 def test_test_folders_mirror_the_package_folders():
     tests = REPO_ROOT / "tests"
     folders = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
-    # pipeline/: end-to-end runs of the whole pipeline under dvc, no single concern's.
-    assert folders - {"pipeline"} == set(CONCERNS)
+    # pipeline/: end-to-end runs of the whole pipeline under dvc, no single concern's;
+    # docs/: the user docs' statements, checked against the code and a real run.
+    assert folders - {"pipeline", "docs"} == set(CONCERNS)
     names = [p.name for p in tests.rglob("test_*.py")]
     assert len(names) == len(set(names)), "test file names are unique, so a name says its subject"
 
