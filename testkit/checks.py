@@ -52,11 +52,21 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob(".*") if ".tmp-" in p.name or p.name.startswith((".download-", ".write-probe")))
 
 
-def interrupt(project: Path, stage: str, sig: signal.Signals, started) -> subprocess.CompletedProcess:
-    """Start ``python -m stages.<stage>``, send ``sig`` once ``started()`` is true, and wait for it."""
+def _ignore_sigint() -> None:
+    # What a shell does to a job it starts in the background (`cmd &`) without job control.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def interrupt(project: Path, stage: str, sig: signal.Signals, started,
+              sigint_ignored: bool = False) -> subprocess.CompletedProcess:
+    """Start ``python -m stages.<stage>``, send ``sig`` once ``started()`` is true, and wait for it.
+
+    ``sigint_ignored`` starts the stage with SIGINT ignored, as a background job inherits it.
+    """
     proc = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=project, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                            preexec_fn=_ignore_sigint if sigint_ignored else None)
     deadline = time.monotonic() + 60
     while not started() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
