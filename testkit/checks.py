@@ -58,20 +58,25 @@ def _ignore_sigint() -> None:
 
 
 def interrupt(project: Path, stage: str, sig: signal.Signals, started,
-              sigint_ignored: bool = False) -> subprocess.CompletedProcess:
+              sigint_ignored: bool = False, to_group: bool = False) -> subprocess.CompletedProcess:
     """Start ``python -m stages.<stage>``, send ``sig`` once ``started()`` is true, and wait for it.
 
     ``sigint_ignored`` starts the stage with SIGINT ignored, as a background job inherits it.
+    ``to_group`` sends ``sig`` to the stage and every process it started, as a terminal's
+    Ctrl-C does (the stage runs in a process group of its own, so the test gets none).
     """
     proc = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=project, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, start_new_session=True,
                             preexec_fn=_ignore_sigint if sigint_ignored else None)
     deadline = time.monotonic() + 60
     while not started() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the stage finished before it could be interrupted: give it more work"
-    proc.send_signal(sig)
+    if to_group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 

@@ -14,8 +14,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
+from painter_id.core import stop
 from painter_id.core.errors import PipelineError
 from painter_id.core.paths import TEMP_PARENT, TEMP_PREFIXES
 
@@ -102,13 +103,24 @@ def remove_dead_temporaries() -> None:
 
 
 @contextlib.contextmanager
+def _created(create: Callable[[], Path]) -> Iterator[Path]:
+    """What ``create()`` makes, for the length of a block, removed after it whatever happens.
+
+    A signal while it is made waits until its removal is arranged (:func:`stop.held`), so
+    even a Ctrl-C sent the moment it appears leaves nothing behind.
+    """
+    with contextlib.ExitStack() as cleanup:
+        with stop.held():
+            created = create()
+            cleanup.callback(_remove, created)
+        yield created
+
+
+@contextlib.contextmanager
 def temporary_dir(parent: Path, prefix: str) -> Iterator[Path]:
     """:func:`make_temp_dir` for the length of a block, removed after it whatever happens."""
-    folder = make_temp_dir(parent, prefix)
-    try:
+    with _created(lambda: make_temp_dir(parent, prefix)) as folder:
         yield folder
-    finally:
-        _remove(folder)
 
 
 def _remove(path: Path) -> None:
@@ -124,19 +136,16 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
     path = Path(path)
     owned_folder(path)  # a file there is not ours to replace
     parent = ensure_writable_dir(path)
-    tmp = make_temp_dir(parent, f".{path.name}.tmp-")
-    remove_stale(parent, f".{path.name}.old-")
-    # mkdtemp makes the folder owner-only; outputs should be as readable as any other folder.
-    tmp.chmod(0o755)
-    try:
+    with _created(lambda: make_temp_dir(parent, f".{path.name}.tmp-")) as tmp:
+        remove_stale(parent, f".{path.name}.old-")
+        # mkdtemp makes the folder owner-only; outputs should be as readable as any other folder.
+        tmp.chmod(0o755)
         yield tmp
         old = parent / f".{path.name}.old-{os.getpid()}"
         if path.exists() or path.is_symlink():
             os.replace(path, old)
         os.replace(tmp, path)
         _remove(old)
-    finally:
-        _remove(tmp)
 
 
 @contextlib.contextmanager
@@ -148,16 +157,17 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     path = Path(path)
     parent = ensure_writable_dir(path)
     remove_stale(parent, f".{path.stem}.tmp-")
-    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.stem}.tmp-{os.getpid()}-", suffix=path.suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with _created(lambda: _temp_file(parent, f".{path.stem}.tmp-{os.getpid()}-", path.suffix)) as tmp:
         yield tmp
         # mkstemp makes the file owner-only; outputs should be as readable as any other file.
         tmp.chmod(0o644)
         os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+
+def _temp_file(parent: Path, prefix: str, suffix: str) -> Path:
+    fd, name = tempfile.mkstemp(dir=parent, prefix=prefix, suffix=suffix)
+    os.close(fd)
+    return Path(name)
 
 
 @contextlib.contextmanager

@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 from dataclasses import dataclass
 from multiprocessing.pool import Pool
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 from tqdm import tqdm
+
+from painter_id.core import stop
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -58,11 +61,32 @@ class Workers:
         yield from tqdm(results, total=len(jobs), desc=desc, unit=unit)
 
 
+def _start_worker() -> None:
+    # Ctrl-C is the stage's to handle: it ends the workers (Pool.terminate) once its cleanup is
+    # done. A terminal sends SIGINT to every process of the group, workers included, and each
+    # would print a KeyboardInterrupt traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop.SIGNALS)
+
+
 @contextlib.contextmanager
 def open_workers(size: int) -> Iterator[Workers]:
-    """``size`` spawned worker processes for the block (none when ``size`` is 1), closed after it."""
+    """``size`` spawned worker processes for the block (none when ``size`` is 1), closed after it.
+
+    Workers ignore Ctrl-C; the stage ends them when it stops. While they start, SIGINT and
+    SIGTERM wait: a signal between starting a worker and handing it its start-up data would
+    leave it printing an ``EOFError``, and the workers start with both blocked, so none gets
+    a Ctrl-C before :func:`_start_worker` ignores it.
+    """
     if size < 2:
         yield Workers(1)
         return
-    with multiprocessing.get_context("spawn").Pool(size) as pool:
+    with contextlib.ExitStack() as running:
+        with stop.held():
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, stop.SIGNALS)
+            try:
+                pool = multiprocessing.get_context("spawn").Pool(size, initializer=_start_worker)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            running.enter_context(pool)
         yield Workers(size, pool)

@@ -18,7 +18,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Iterator, NoReturn
+from typing import Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # The file :func:`sign` writes, set by tests that signal a stage in the middle of its work.
@@ -27,6 +27,8 @@ SIGN_ENV = "PAINTER_ID_TEST_SIGNAL_FILE"
 SIGN_WAIT_S = 60.0
 
 _received: list[int] = []
+# One entry per open :func:`held` block: how many signals had arrived when it began.
+_holding: list[int] = []
 
 
 def install() -> None:
@@ -35,9 +37,26 @@ def install() -> None:
         signal.signal(sig, _interrupt)
 
 
-def _interrupt(signum, frame) -> NoReturn:
+def _interrupt(signum, frame) -> None:
     _received.append(signum)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    if not _holding:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait for the end of the block, then interrupt as usual.
+
+    For the few statements that create something and register its cleanup (a temporary
+    folder, a worker pool): a signal between the two would leave it behind.
+    """
+    _holding.append(len(_received))
+    try:
+        yield
+    finally:
+        arrived_before = _holding.pop()
+    if len(_received) > arrived_before and not _holding and signal.getsignal(signal.SIGINT) is _interrupt:
+        raise KeyboardInterrupt(signal.Signals(_received[-1]).name)
 
 
 def _note(signum, frame) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from painter_id.core.atomic import (
     write_json,
 )
 from painter_id.core.errors import PipelineError
+from testkit.project import REPO_ROOT, run
 
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):
@@ -72,3 +75,36 @@ def test_relative_user_paths_resolve_from_the_main_workspace(tmp_path, monkeypat
     assert user_path("../shared/x", env={"DVC_ROOT": str(tmp_path / "repo")}) == tmp_path / "repo" / "../shared/x"
     assert user_path("../shared/x", env={}) == tmp_path / "repo" / "../shared/x"
     assert user_path("/abs/x", env={}) == Path("/abs/x")
+
+
+SIGNAL_AT_CREATION = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from painter_id.core import atomic, stop
+
+    stop.install()  # as every stage does
+    create = getattr(atomic, sys.argv[1])
+
+    def create_then_signal(*args):
+        made = create(*args)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C the moment the temporary exists
+        return made
+
+    setattr(atomic, sys.argv[1], create_then_signal)
+    writer = atomic.atomic_dir if sys.argv[1] == "make_temp_dir" else atomic.atomic_path
+    try:
+        with writer(Path("out") / "result.bin"):
+            Path("body-ran").touch()
+    except KeyboardInterrupt:
+        print("interrupted")
+""")
+
+
+@pytest.mark.parametrize("create", ["make_temp_dir", "_temp_file"])
+def test_a_signal_the_moment_a_temporary_appears_leaves_nothing_behind(tmp_path, create):
+    (tmp_path / "demo.py").write_text(SIGNAL_AT_CREATION, encoding="utf-8")
+    proc = run([sys.executable, "demo.py", create], tmp_path, check=False, env={"PYTHONPATH": str(REPO_ROOT)})
+
+    assert proc.stdout.strip() == "interrupted", proc.stderr
+    assert not (tmp_path / "body-ran").exists()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["demo.py", "out"], proc.stderr

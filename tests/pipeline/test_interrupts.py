@@ -36,8 +36,9 @@ def test_sigterm_during_download_keeps_previous_data_and_a_rerun_works(tmp_path)
     assert len(read_rows(tmp_path / "data" / "raw" / "manifest.csv")) == 30 and leftovers(tmp_path) == []
 
 
-# One process and a pool of two; SIGINT as a terminal sends it, and to a stage that started
-# with SIGINT ignored (a background job): Python then installs no Ctrl-C handler of its own.
+# One process and a pool of two; SIGINT as a terminal sends it (to the stage and its workers),
+# and to a stage started with SIGINT ignored (a background job, `kill -INT` to its pid): Python
+# then installs no Ctrl-C handler of its own.
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "background-job"])
 def test_sigint_during_resize_keeps_previous_arrays_and_a_rerun_works(tmp_path, workers, sigint_ignored):
@@ -52,7 +53,7 @@ def test_sigint_during_resize_keeps_previous_arrays_and_a_rerun_works(tmp_path, 
     (tmp_path / "data" / "oversampled" / "train.csv").write_text(header + "".join(lines * 400), encoding="utf-8")
 
     proc = interrupt(tmp_path, "resize", signal.SIGINT, lambda: any((tmp_path / "data").glob(".resized.tmp-*")),
-                     sigint_ignored=sigint_ignored)
+                     sigint_ignored=sigint_ignored, to_group=not sigint_ignored)
 
     assert_interrupted(proc, "resize")
     assert snapshot(tmp_path / "data" / "resized") == before and leftovers(tmp_path) == []
@@ -71,7 +72,7 @@ def test_sigint_during_oversample_in_a_pool_keeps_previous_copies(tmp_path, sigi
     write_params(tmp_path, {"oversample": {"strategy": "min_count", "min_count": 20000}, "runtime": {"workers": 2}})
 
     proc = interrupt(tmp_path, "oversample", signal.SIGINT, lambda: any((tmp_path / "data").glob(".oversampled.tmp-*")),
-                     sigint_ignored=sigint_ignored)
+                     sigint_ignored=sigint_ignored, to_group=not sigint_ignored)
 
     assert_interrupted(proc, "oversample")
     assert snapshot(tmp_path / "data" / "oversampled") == before and leftovers(tmp_path) == []
