@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import signal
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.pool import Pool
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
@@ -81,6 +82,9 @@ def open_workers(size: int) -> Iterator[Workers]:
     if size < 2:
         yield Workers(1)
         return
+    # Started once per process, the tracker unblocks SIGINT and SIGTERM after starting itself,
+    # which would undo the block below: start it first.
+    resource_tracker.ensure_running()
     with contextlib.ExitStack() as running:
         with stop.held():
             blocked = signal.pthread_sigmask(signal.SIG_BLOCK, stop.SIGNALS)

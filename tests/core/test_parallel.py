@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -11,6 +12,11 @@ from painter_id.core import parallel
 
 def square(x: int) -> int:
     return x * x
+
+
+def signal_state(_: int) -> tuple[bool, set]:
+    """In a worker: whether it ignores Ctrl-C, and the signals it blocks."""
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN, signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
 def test_automatic_workers_need_enough_jobs_and_stop_at_the_cap(monkeypatch):
@@ -40,3 +46,12 @@ def test_results_come_back_in_job_order(size):
 def test_available_cores_is_this_process_affinity():
     expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert parallel.available_cores() == expected
+
+
+def test_workers_leave_ctrl_c_to_the_stage_and_the_stage_keeps_its_signals():
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with parallel.open_workers(2) as workers:
+        states = list(workers.map(signal_state, list(range(8)), desc="test"))
+    # Every worker ignores SIGINT and blocks nothing (SIGTERM still ends it); the caller's mask is as it was.
+    assert states == [(True, set())] * 8
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
