@@ -22,7 +22,7 @@ from testkit import badfiles
 from testkit.badfiles import BLUE, DURER_NFC, DURER_NFD, ODD_IMAGES, RED, ROTATED, SIDE
 from testkit.checks import assert_one_line_error, leftovers, read_rows, snapshot
 from testkit.images import make_raw_dataset, make_resized_dataset, painting
-from testkit.project import run_stage, stage_main, write_params
+from testkit.project import dvc, make_project, run_stage, stage_main, write_params
 
 TINY_TRAIN = {"model": {"backbone": "simple_cnn", "weights": "random", "frozen_layers": 0},
               "train": {"epochs": 1, "batch_size": 8}}
@@ -246,3 +246,19 @@ def test_secrets_never_reach_logs_outputs_or_mlflow(tmp_path, private_web):
             assert secret.encode() not in path.read_bytes(), path
         for proc in outputs:
             assert secret not in proc.stdout + proc.stderr
+
+
+def test_a_bad_param_stops_dvc_before_any_stage_loses_its_outputs(tmp_path):
+    data = {"source": "synthetic", "synthetic_artists": 2, "synthetic_images": 20}
+    project = make_project(tmp_path / "project", {"data": data})
+    dvc(project, "repro", "split")
+    before = snapshot(project / "data")
+    write_params(project, {"data": data, "split": {"test_size": "lots"}})
+
+    proc = dvc(project, "repro", "split", check=False)
+
+    # The first stage of every run checks all of params.yaml; DVC had not yet removed data/split
+    # to rerun split, and source's own output persists.
+    assert proc.returncode != 0 and "error: source: params.yaml: split.test_size is 'lots'" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert snapshot(project / "data") == before
