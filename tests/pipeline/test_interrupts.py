@@ -49,8 +49,7 @@ def test_sigint_during_resize_keeps_previous_arrays_and_a_rerun_works(tmp_path, 
         run_stage(stage, tmp_path)
     before = snapshot(tmp_path / "data" / "resized")
     small = (tmp_path / "data" / "oversampled" / "train.csv").read_text(encoding="utf-8")
-    header, *lines = small.splitlines(keepends=True)
-    (tmp_path / "data" / "oversampled" / "train.csv").write_text(header + "".join(lines * 400), encoding="utf-8")
+    grow_train_csv(tmp_path, 400)
 
     proc = interrupt(tmp_path, "resize", signal.SIGINT, lambda: any((tmp_path / "data").glob(".resized.tmp-*")),
                      sigint_ignored=sigint_ignored, to_group=not sigint_ignored)
