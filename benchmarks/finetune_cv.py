@@ -9,13 +9,18 @@ scored on the very same folds, so differences are paired.
 * ``frozen_best``: the frozen configuration of the README's best command (MobileNet 0.25,
   pooled blocks 5, 11, 12 and the last one, scales 1.0 and 1.5, ``model.l2`` 0.003), the head
   solved by L-BFGS on every training row of the fold, as the train stage solves it.
+* the cheaper ensembles on the frozen best's features: ``frozen_best_tta_flip`` and
+  ``frozen_best_tta_flip_crops`` (``evaluate.tta``'s views averaged: the mirror image, the
+  centre zoom and its mirror) and ``frozen_best_fold_ensemble`` (5 heads, each solved on 4/5 of
+  the fold's training rows, averaged).
 * ``head_first_only``: the same head solved on the fold's training rows less the 15% held out
   for early stopping: where every fine-tuned variant starts (its cost of holding rows out).
 * fine-tuned variants (``VARIANTS``): ``model.frozen_layers`` 80 (the last depthwise block
   trains) with Adam or SGD at several rates for the head and ``train.backbone_learning_rate_scale``
   for the backbone; ``--follow NAME`` then runs NAME with the last two blocks (73), batch norm
   trainable, and no flips (``FOLLOW_UPS``). Head first, then Keras epochs (at most 15) with early
-  stopping on the 15% held out.
+  stopping on the 15% held out; the ``..._all_rows`` variants instead train on every training
+  row for the epochs the early-stopped folds chose, holding nothing out.
 
 Fine-tuning at 448 and 672 px is too slow on 2 cores to repeat from the pixels, so what does not
 change is computed once: with the first ``frozen_layers`` layers frozen (and their batch
@@ -27,8 +32,9 @@ policy, head-first solve and callbacks) on top of it. A random flip per painting
 picks the mirror image's cache, as ``train.flip`` would. The first fold of each variant is
 checked against the library model run on the pixels (``pixel_check``: largest difference of
 the probabilities; ``start_check``: the network before its first epoch against the solved
-head). Crops and scale jitter (``train.crop_fraction``, ``train.zoom_fraction``)
-cannot be cached this way and are not scored here. Run::
+head). Crops and scale jitter (``train.crop_fraction``, ``train.zoom_fraction``) change the
+pixels every epoch and cannot be cached: ``PIXEL_VARIANTS`` train the library's network from
+the pixels (minutes a fit), only when named with ``--only``. Run::
 
     python -m benchmarks.finetune_cv [--seeds 42,43] [--only top1_adam1e-4_s1] [--follow top1_adam1e-4_s1]
 
@@ -91,6 +97,23 @@ VARIANTS = {
     "top1_sgd1e-2_s0.1": ("last block, SGD (momentum 0.9): head 1e-2, backbone 1e-3",
                           {"model.frozen_layers": 80, "train.optimizer": "sgd", "train.learning_rate": 1e-2,
                            "train.backbone_learning_rate_scale": 0.1}),
+    # Early stopping costs the 15% it holds out: the same fits on every training row, for the epochs
+    # the early-stopped folds chose (median best epoch: 5 at 1e-3, 2 at 1e-4).
+    "top1_adam1e-3_s0.1_all_rows": ("last block, Adam: head 1e-3, backbone 1e-4; every row, 5 epochs",
+                                    {"model.frozen_layers": 80, "train.backbone_learning_rate_scale": 0.1,
+                                     "train.validation_split": 0.0, "train.epochs": 5}),
+    "top1_adam1e-4_s0.1_all_rows": ("last block, Adam: head 1e-4, backbone 1e-5; every row, 2 epochs",
+                                    {"model.frozen_layers": 80, "train.learning_rate": 1e-4,
+                                     "train.backbone_learning_rate_scale": 0.1, "train.validation_split": 0.0,
+                                     "train.epochs": 2}),
+}
+# Crops and scale jitter change the pixels every epoch, so nothing can be cached: these train the
+# library's network from the pixels, as the train stage's cross-validation does (slow: minutes a fit).
+PIXEL_VARIANTS = {
+    "top1_adam1e-3_s0.1_crops": ("last block, Adam: head 1e-3, backbone 1e-4; random crops (up to 20% "
+                                 "smaller) and zoom (10%) beside flips, from the pixels",
+                                 {"model.frozen_layers": 80, "train.backbone_learning_rate_scale": 0.1,
+                                  "train.crop_fraction": 0.2, "train.zoom_fraction": 0.1}),
 }
 # Follow-ups: the best of the above with one thing changed (filled in by --follow BEST).
 FOLLOW_UPS = {
@@ -133,21 +156,28 @@ def sample():
     return Split(images, paths, artists, [""] * len(rows)), np.array([names.index(a) for a in artists]), names
 
 
-def frozen_features(images: np.ndarray, n_classes: int, flipped: bool) -> np.ndarray:
-    """The frozen best's ``pool`` features of every painting (or its mirror image), computed by the library's extractor."""
+def frozen_features(images: np.ndarray, n_classes: int, view: str = "plain") -> np.ndarray:
+    """The frozen best's ``pool`` features of every painting's ``view``, computed by the library's extractor.
+
+    ``view``: ``plain``, ``flip`` (the mirror image), ``zoom`` (the centre zoom of
+    ``evaluate.tta: flip_crops``) or ``zoom_flip``.
+    """
     import keras
 
-    from painter_id.model import features
+    from painter_id.model import features, tta
     from painter_id.model.training import prepare_fit
 
-    path = CACHE / f"frozen{'_flip' if flipped else ''}.npy"
+    path = CACHE / f"frozen{'' if view == 'plain' else '_' + view}.npy"
     if path.is_file():
         return np.load(path)
     params = make_params({})
     net = prepare_fit(params, SIZE, n_classes)
     extractor = features.extractor_model(net.model)
-    x = features.compute(features.forward(extractor), features.mirrored(images) if flipped else images,
-                         params.runtime.predict_batch_size, int(extractor.output_shape[-1]))
+    source = tta.centre_zoom(images) if view.startswith("zoom") else images
+    if view.endswith("flip"):
+        source = features.mirrored(source)
+    x = features.compute(features.forward(extractor), source, params.runtime.predict_batch_size,
+                         int(extractor.output_shape[-1]))
     keras.backend.clear_session()
     np.save(path, x)
     return x
@@ -297,10 +327,11 @@ def fine_tune_fold(changes: dict, data, y: np.ndarray, n_classes: int, fold: tup
     weights = row_weights(y[fit_rows], n_classes, params.train.class_weight)
     train_ds = batches(inputs, mirrored, y, fit_rows, weights, params.train.batch_size, params.train.seed,
                        params.train.flip)
-    val = ({name: a[val_rows] for name, a in inputs.items()}, y[val_rows])
+    # As the library does: without held-out rows (train.validation_split 0) the callbacks watch the training loss.
+    val = ({name: a[val_rows] for name, a in inputs.items()}, y[val_rows]) if len(val_rows) else None
     epoch_log = training.EpochLog()
     model.fit(train_ds, validation_data=val, epochs=params.train.epochs, verbose=0,
-              callbacks=training.fit_callbacks(params.train, "val_loss", epoch_log)[:-1])
+              callbacks=training.fit_callbacks(params.train, "val_loss" if val else "loss", epoch_log)[:-1])
     probs = model.predict({name: a[scored] for name, a in inputs.items()}, verbose=0)
     seconds = time.perf_counter() - start
     out = {"scores": score(y[scored], probs), "head_first_scores": score(y[scored], head_only),
@@ -313,18 +344,50 @@ def fine_tune_fold(changes: dict, data, y: np.ndarray, n_classes: int, fold: tup
     return out
 
 
+def pixel_fold(changes: dict, data, y: np.ndarray, n_classes: int, fold: tuple) -> dict:
+    """One fold of a variant trained from the pixels by the library (:func:`painter_id.model.training.train_network`)."""
+    import keras
+
+    from painter_id.evaluation.scores import score
+    from painter_id.model import crossval, training
+
+    params = make_params({**FINE_TUNE, **changes})
+    train_rows, scored = fold
+    start = time.perf_counter()
+    epoch_log = training.EpochLog()
+    net, _ = training.train_network(params, data.images, y, crossval.fold_split(data, train_rows, params.train),
+                                    n_classes, epoch_log)
+    probs = training.predict_rows(net.model, data.images, scored, 16)
+    keras.backend.clear_session()
+    return {"scores": score(y[scored], probs), "epochs_run": len(epoch_log.rows),
+            "seconds": time.perf_counter() - start, "history": epoch_log.rows}
+
+
 def frozen_fold(x: np.ndarray, y: np.ndarray, n_classes: int, rows: np.ndarray, scored: np.ndarray,
-                x_flip=None) -> dict:
-    """The frozen best's head on ``rows``, scored on ``scored`` (with ``x_flip``: averaged with the mirror's)."""
+                views: tuple = (), inner_folds: int = 0) -> dict:
+    """The frozen best's head on ``rows``, scored on ``scored``.
+
+    ``views``: more feature arrays of the same paintings (mirror, zoom) whose probabilities are
+    averaged in, as ``evaluate.tta`` averages them. ``inner_folds``: instead of one head on every
+    row, the average of that many heads, each solved on all but one stratified part of ``rows``
+    (an ensemble of the cross-validation's fold models).
+    """
+    from sklearn.model_selection import StratifiedKFold
+
     from painter_id.evaluation.scores import score
     from painter_id.model import head_fit
 
     params = make_params({})
     start = time.perf_counter()
-    solution, _ = head_fit.fit_head(x, y, (rows, rows[:0]), n_classes, params.model.l2, params.train.class_weight)
-    probs = head_fit.predict(solution.kernel, solution.bias, x[scored])
-    if x_flip is not None:
-        probs = (probs + head_fit.predict(solution.kernel, solution.bias, x_flip[scored])) / 2
+    parts = [rows]
+    if inner_folds:
+        cut = StratifiedKFold(inner_folds, shuffle=True, random_state=params.train.seed)
+        parts = [rows[kept] for kept, _ in cut.split(rows, y[rows])]
+    probs = 0
+    for part in parts:
+        solution, _ = head_fit.fit_head(x, y, (part, part[:0]), n_classes, params.model.l2, params.train.class_weight)
+        probs = probs + sum(head_fit.predict(solution.kernel, solution.bias, v[scored]) for v in (x, *views))
+    probs = probs / (len(parts) * (1 + len(views)))
     return {"scores": score(y[scored], probs), "seconds": time.perf_counter() - start}
 
 
@@ -343,7 +406,8 @@ def paired(scores: list[float], baseline: list[float]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="42,43", help="one 5-fold cut per seed (default 42,43)")
-    parser.add_argument("--only", default="", help="comma-separated variants (default: all)")
+    parser.add_argument("--only", default="", help="comma-separated variants (default: every cached one; "
+                        "those trained from the pixels only when named)")
     parser.add_argument("--follow", default="", help="a variant: also run it with each change of FOLLOW_UPS")
     parser.add_argument("--smoke", action="store_true", help="96 px, 2 epochs, first fold only, into .cache: a "
                         "check that it runs, no figure")
@@ -365,18 +429,27 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     folds = [fold for seed in seeds for fold in crossval.fold_rows(data, FOLDS, seed)][:1 if args.smoke else None]
     start = time.perf_counter()
-    frozen, frozen_flip = frozen_features(data.images, n_classes, False), frozen_features(data.images, n_classes, True)
+    frozen, flip, zoom, zoom_flip = (frozen_features(data.images, n_classes, view)
+                                     for view in ("plain", "flip", "zoom", "zoom_flip"))
     trunk = (trunk_maps(data.images, n_classes, False), trunk_maps(data.images, n_classes, True))
     log.info("features and trunk maps ready in %.0f s", time.perf_counter() - start)
 
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     runs = previous.get("runs", {}) if previous.get("seeds") == seeds else {}
-    runs["frozen_best"] = {"what": "frozen best: head by L-BFGS on every training row",
-                           "folds": [frozen_fold(frozen, y, n_classes, tr, sc) for tr, sc in folds]}
-    runs["frozen_best_tta_flip"] = {"what": "frozen best, scored on each painting and its mirror image averaged",
-                                    "folds": [frozen_fold(frozen, y, n_classes, tr, sc, frozen_flip)
-                                              for tr, sc in folds]}
+    # The cheaper ensembles, each on the frozen best's features: kept only where the folds show a gain.
+    frozen_rows = {
+        "frozen_best": ("frozen best: head by L-BFGS on every training row", {}),
+        "frozen_best_tta_flip": ("frozen best, scored on each painting and its mirror image averaged",
+                                 {"views": (flip,)}),
+        "frozen_best_tta_flip_crops": ("frozen best, scored on the painting, its centre zoom and their mirror "
+                                       "images averaged (evaluate.tta: flip_crops)", {"views": (flip, zoom, zoom_flip)}),
+        "frozen_best_fold_ensemble": ("frozen best, the average of 5 heads each solved on 4/5 of the fold's "
+                                      "training rows (the cross-validation's fold models)", {"inner_folds": 5}),
+    }
+    for name, (what, how) in frozen_rows.items():
+        runs[name] = {"what": what, "folds": [frozen_fold(frozen, y, n_classes, tr, sc, **how) for tr, sc in folds]}
     wanted = [v for v in args.only.split(",") if v] or list(VARIANTS)
+    VARIANTS.update(PIXEL_VARIANTS)
     if args.follow:
         what, changes = VARIANTS[args.follow]
         for suffix, (more, extra) in FOLLOW_UPS.items():
@@ -386,14 +459,17 @@ def main() -> None:
         what, changes = VARIANTS[name]
         results = []
         for k, fold in enumerate(folds):
-            results.append(fine_tune_fold(changes, data, y, n_classes, fold, frozen, trunk, check_pixels=k == 0))
-            log.info("%s fold %d/%d: accuracy %.3f (head first %.3f), %d epochs, %.0f s", name, k + 1, len(folds),
-                     results[-1]["scores"]["accuracy"], results[-1]["head_first_scores"]["accuracy"],
-                     results[-1]["epochs_run"], results[-1]["seconds"])
+            if name in PIXEL_VARIANTS:
+                results.append(pixel_fold(changes, data, y, n_classes, fold))
+            else:
+                results.append(fine_tune_fold(changes, data, y, n_classes, fold, frozen, trunk, check_pixels=k == 0))
+            log.info("%s fold %d/%d: accuracy %.3f, %d epochs, %.0f s", name, k + 1, len(folds),
+                     results[-1]["scores"]["accuracy"], results[-1]["epochs_run"], results[-1]["seconds"])
         runs[name] = {"what": what, "changes": changes, "folds": results}
-        runs.setdefault("head_first_only", {"what": "the head solved on the fold's training rows less the 15% "
-                                            "held out for early stopping (where fine-tuning starts)",
-                                            "folds": [{"scores": r["head_first_scores"]} for r in results]})
+        if name not in PIXEL_VARIANTS and changes.get("train.validation_split", FINE_TUNE["train.validation_split"]):
+            runs.setdefault("head_first_only", {"what": "the head solved on the fold's training rows less the 15% "
+                                                "held out for early stopping (where fine-tuning starts)",
+                                                "folds": [{"scores": r["head_first_scores"]} for r in results]})
         write(runs, seeds)
     write(runs, seeds)
 
