@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from benchmarks.run import SAMPLE, plain_pil_loop, spread
+from benchmarks.run import SAMPLE, machine, plain_pil_loop, spread, utc_now
 from painter_id.core.parallel import open_workers
 from painter_id.core.params import ResizeParams
 from painter_id.data.images import sha256_file
@@ -65,7 +65,8 @@ def main() -> None:
                     rates[key].append(len(paths) / (time.perf_counter() - start))
     result = {key: spread(values) for key, values in rates.items()}
     result["speedup_2_processes"] = round(result["stage_2_processes"]["median"] / result["plain_loop"]["median"], 2)
-    print(json.dumps({"images": args.images, "source_px": [args.width, args.height], **result}, indent=2))
+    print(json.dumps({"date": utc_now(), "machine": machine(), "images": args.images,
+                      "source_px": [args.width, args.height], **result}, indent=2))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from benchmarks.run import spread
+from benchmarks.run import machine, spread, utc_now
 from testkit.project import dvc, make_project, run
 
 ARTISTS = 50
@@ -90,6 +90,8 @@ def main() -> None:
         seconds, cpu, out = timed(project, "status", "download", "--json")
         noticed = yaml.safe_load(out)
     print(json.dumps({
+        "date": utc_now(),
+        "machine": machine(),
         "images": args.images,
         "first_repro_download_s": round(first_repro, 1),
         "load_average_1min": round(os.getloadavg()[0], 1),
