@@ -448,15 +448,15 @@ def main() -> None:
     }
     for name, (what, how) in frozen_rows.items():
         runs[name] = {"what": what, "folds": [frozen_fold(frozen, y, n_classes, tr, sc, **how) for tr, sc in folds]}
+    variants = {**VARIANTS, **PIXEL_VARIANTS}
     wanted = [v for v in args.only.split(",") if v] or list(VARIANTS)
-    VARIANTS.update(PIXEL_VARIANTS)
     if args.follow:
-        what, changes = VARIANTS[args.follow]
+        what, changes = variants[args.follow]
         for suffix, (more, extra) in FOLLOW_UPS.items():
-            VARIANTS[f"{args.follow}_{suffix}"] = (f"{what}; {more}", {**changes, **extra})
+            variants[f"{args.follow}_{suffix}"] = (f"{what}; {more}", {**changes, **extra})
         wanted = [v for v in args.only.split(",") if v] or [f"{args.follow}_{s}" for s in FOLLOW_UPS]
     for name in wanted:
-        what, changes = VARIANTS[name]
+        what, changes = variants[name]
         results = []
         for k, fold in enumerate(folds):
             if name in PIXEL_VARIANTS:
