@@ -190,14 +190,26 @@ def log_pyfunc_model(**kwargs):
     failure). ``mlflow.pyfunc.log_model`` cannot skip that; ``Model.log`` reads the private
     ``validate_serving_input`` switch, but hands every keyword to the flavor's ``save_model``,
     which refuses it, so the flavor here is ``mlflow.pyfunc`` without that keyword.
+
+    MLflow also checks the pinned requirements against this environment, which maps every
+    installed distribution to its modules first (0.8 s on 2 cores); the pins are read from this
+    environment (:func:`painter_id.tracking.mlflow_model.requirements`), so that check cannot
+    fail and is left out while logging.
     """
     import types
 
     import mlflow
+    import mlflow.utils.environment as environment
     from mlflow.models import Model
 
     def save_model(validate_serving_input=None, **rest):
         return mlflow.pyfunc.save_model(**rest)
 
     flavor = types.SimpleNamespace(__name__="mlflow.pyfunc", save_model=save_model)
-    return Model.log(artifact_path=None, flavor=flavor, validate_serving_input=False, flavor_name="pyfunc", **kwargs)
+    check = environment.warn_dependency_requirement_mismatches
+    environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        return Model.log(artifact_path=None, flavor=flavor, validate_serving_input=False, flavor_name="pyfunc",
+                         **kwargs)
+    finally:
+        environment.warn_dependency_requirement_mismatches = check

@@ -60,7 +60,10 @@ def forward(extractor: keras.Model):
     """One compiled function of the extractor, to run over several arrays without tracing it again."""
     import tensorflow as tf
 
-    return tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
+    # Any batch length in one signature: traced once, where each new length (an array's last,
+    # shorter batch) would trace the whole network again, about half a second each.
+    spec = tf.TensorSpec(extractor.input_shape, tf.float32)
+    return tf.function(lambda x: extractor(x, training=False), input_signature=[spec])
 
 
 def compute(run, images: np.ndarray, batch_size: int, width: int, desc: str = "features") -> np.ndarray:

@@ -10,6 +10,7 @@ import importlib.metadata
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import mlflow
@@ -69,3 +70,25 @@ def test_scale_learning_rates_scales_the_step_of_the_named_variables_under_adam(
     optimizer.apply([keras.ops.convert_to_tensor([3.0, -5.0])] * 2, [scaled, plain])
     assert keras.ops.convert_to_numpy(plain) == pytest.approx([0.9, -0.9], abs=1e-4)
     assert keras.ops.convert_to_numpy(scaled) == pytest.approx([0.999, -0.999], abs=1e-5)
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def test_log_pyfunc_model_keeps_the_pins_skips_mlflow_s_scan_of_every_package_and_puts_the_check_back(
+        tmp_path, monkeypatch):
+    import mlflow.utils.environment as environment
+    from mlflow.utils import requirements_utils
+
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # not scanned yet in this process
+    check = environment.warn_dependency_requirement_mismatches
+    pin = f"mlflow=={importlib.metadata.version('mlflow')}"
+    with compat.mlflow_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}"):
+        with mlflow.start_run():
+            info = compat.log_pyfunc_model(name="echo", python_model=Echo(), pip_requirements=[pin])
+        assert requirements_utils._MODULES_TO_PACKAGES is None
+        assert environment.warn_dependency_requirement_mismatches is check
+        requirements = Path(mlflow.pyfunc.get_model_dependencies(info.model_uri))
+    assert pin in requirements.read_text(encoding="utf-8").split()

@@ -200,3 +200,14 @@ def test_damaged_features_are_one_line_saying_to_rerun_features(solved, tmp_path
     with pytest.raises(PipelineError) as info:
         stage_main(stage)
     assert str(info.value) == f"data/features/{name}: {expected}; run `dvc repro features` to write it again"
+
+
+def test_forward_traces_the_extractor_once_for_every_batch_length_and_matches_it():
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D(name=features.POOL_LAYER)(keras.layers.Conv2D(4, 3)(inputs))
+    extractor = keras.Model(inputs, pooled)
+    run = features.forward(extractor)
+    images = np.random.default_rng(0).integers(0, 256, (7, 8, 8, 3)).astype(np.uint8)
+    out = features.compute(run, images, 3, 4)  # batches of 3, 3 and 1
+    assert run.experimental_get_tracing_count() == 1
+    np.testing.assert_allclose(out, keras.ops.convert_to_numpy(extractor(images.astype(np.float32))), atol=1e-6)
