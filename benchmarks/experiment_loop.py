@@ -16,10 +16,15 @@
    runs, and how many points ran ``features`` (the rest got it from DVC's run cache).
 5. **The floor** (``--floor-only`` runs just this, from the imports recorded last time): the
    same eight stages as a ``dvc.yaml`` whose commands only import what each stage loaded in 1
-   (its ``painter_id`` modules, its stage module and every third-party package) and end as the
+   (every module, in the order it loaded them, its stage module last) and end as the
    stages end, under the same ``dvc exp run``; and each stage's imports alone in a fresh
-   process. No pipeline of this shape, one process per stage, can end sooner on the machine.
-6. ``--notebook``: the seed notebooks' recipe on the same split (issue #19's reference).
+   process. No pipeline of this shape, one process per stage, can end sooner on the machine,
+   even one that computes nothing.
+6. **The forward pass alone** (:func:`forward_probe`, measured right after 1): the frozen
+   backbone over the features stage's paintings in a warm process, nothing else. The floor
+   plus it is the least time the best command can take on the machine, whatever code
+   surrounds Keras (``least_possible``, against the target of 1.3x the floor).
+7. ``--notebook``: the seed notebooks' recipe on the same split (issue #19's reference).
 
 Needs ``../shared/artworks-sample`` and the MobileNet weights file (``--quick`` runs without
 them, on synthetic paintings and random weights). Adds an ``experiment_loop`` entry
@@ -80,6 +85,8 @@ BEST = {"oversample": {"strategy": "none"}, "resize": {"image_size": 448},
 CV = {"split": {"test_size": 0}, "train": {"cv_folds": 5}, "model": {"scales": [1.0, 1.5]}}
 # The results.json entry of each command: one's figures never push the other's into history.
 ENTRY = {"holdout": "experiment_loop", "cv": "experiment_loop_cv"}
+# Beside results.json: the modules each stage of the last loop loaded, which the floor imports.
+IMPORTS_FILE = "floor_imports.json"
 HEAD_ONLY_L2 = 0.01
 SWEEP_L2 = (0.001, 0.003, 0.01, 0.03, 0.1)
 SWEEP_POOLED = ([], ["conv_pw_11_relu"], ["conv_pw_5_relu", "conv_pw_11_relu"], POOLED)
@@ -211,16 +218,14 @@ def best_command(project: Path, env: dict, params: dict, work: Path) -> tuple[di
 
 
 def floor_imports(stage: str, modules: list[str]) -> list[str]:
-    """What the floor of ``stage`` imports: the project's modules it loaded, its own module, every third-party package.
+    """What the floor of ``stage`` imports: every module the stage's process loaded, in the order it loaded them.
 
-    Submodules of third-party packages are left to the project modules that import them;
-    the standard library and private modules come with the rest.
+    Modules a stage imports inside a function (the MLflow store, TensorFlow in ``features``)
+    count too: an import is paid wherever it happens. Not the hook itself, nor ``__main__``,
+    whose code is the stage module, imported last.
     """
-    own = [m for m in modules if m.split(".")[0] in ("painter_id", "stages")]
-    # Not the hook itself, nor what is no importable name (a module TensorFlow generates under a hash).
-    packages = [m for m in modules if "." not in m and m.isidentifier() and not m.startswith("_")
-                and m not in (*sys.stdlib_module_names, "sitecustomize", "painter_id", "stages")]
-    return [*packages, *own, f"stages.{stage}"]
+    own = [m for m in modules if m not in ("__main__", "sitecustomize")]
+    return [*own, f"stages.{stage}"]
 
 
 def log_model_probe(validate: bool) -> None:
@@ -265,6 +270,45 @@ def log_model_cost(project: Path, env: dict, repeats: int) -> dict:
                         "carries_signature": all(p["signature"] for p in probes),
                         "carries_input_example": all(p["input_example"] for p in probes)}
     return result
+
+
+def forward_probe(repeats: int) -> None:
+    """The backbone's forward pass over the features stage's three arrays, nothing else; print seconds.
+
+    Run in the best command's project after it (:func:`forward_pass`): the extractor is built
+    as the stage builds it, traced once on one painting (not timed), then run over the
+    training, test and mirrored test paintings in the stage's batches, ``repeats`` times; the
+    fastest counts. It is the least work any pipeline computing these features does, whatever
+    it is written in around Keras, so the floor plus it is the least time the best command can
+    take on this machine.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from painter_id.core.params import load_all
+    from painter_id.data import resized
+    from painter_id.model import features
+    from painter_id.model.network import build_network
+
+    params = load_all()
+    train, test = resized.load_split("train"), resized.load_split("test", allow_empty=True)
+    single = dataclasses.replace(params, train=dataclasses.replace(params.train, strategy="auto"))
+    extractor = features.extractor_model(build_network(single, train.size, len(resized.class_names(train.artists))).model)
+    run, width, batch = features.forward(extractor), int(extractor.output.shape[-1]), params.runtime.predict_batch_size
+    arrays = [np.asarray(train.images), np.asarray(test.images), np.ascontiguousarray(features.mirrored(test.images))]
+    run(arrays[0][:1].astype(np.float32))
+    seconds = [timed(lambda: [features.compute(run, images, batch, width, "forward") for images in arrays])
+               for _ in range(repeats)]
+    print(json.dumps({"images": sum(len(images) for images in arrays), "seconds": seconds}))
+
+
+def forward_pass(project: Path, env: dict, repeats: int) -> dict:
+    """:func:`forward_probe` in a fresh process in ``project``: the fastest of ``repeats`` passes."""
+    code = f"from benchmarks.experiment_loop import forward_probe; forward_probe({repeats})"
+    probe = json.loads(run([sys.executable, "-c", code], project, env={**env, "PYTHONPATH": str(REPO)})
+                       .stdout.strip().splitlines()[-1])
+    return {"images": probe["images"], "seconds": spread(probe["seconds"]), "fastest_s": round(min(probe["seconds"]), 2)}
 
 
 # ---------------------------------------------------------------- 4. the queued sweep
@@ -361,10 +405,24 @@ def import_floor(work: Path, imports: dict[str, list[str]], repeats: int) -> dic
     alone = {stage: spread([timed(lambda: run([sys.executable, "floor.py", stage], repo, env=env))
                             for _ in range(repeats)]) for stage in STAGES}
     return {"heavy_imports": {stage: [name for name in HEAVY if name in names] for stage, names in imports.items()},
-            "dvc_exp_run_s": spread(pipeline), "stage_imports_s": alone, "imports": imports}
+            "dvc_exp_run_s": spread(pipeline), "stage_imports_s": alone,
+            "modules_imported": {stage: len(names) for stage, names in imports.items()}}
 
 
-# ---------------------------------------------------------------- 6. the notebook recipe
+def save_imports(path: Path, entry: str, imports: dict[str, list[str]]) -> None:
+    """Keep the modules each stage loaded under ``entry`` of ``path`` (``--floor-only`` reads them), a line a stage.
+
+    Thousands of names a stage: kept out of results.json, which people read.
+    """
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    saved[entry] = imports
+    lines = [f"  {json.dumps(name)}: {{\n" + ",\n".join(f"    {json.dumps(stage)}: {json.dumps(names)}"
+                                                       for stage, names in stages.items()) + "\n  }"
+             for name, stages in saved.items()]
+    path.write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- 7. the notebook recipe
 
 def artist_folders(project: Path, split: str, dest: Path) -> Path:
     """``dest/<artist>/<file>`` links to the paintings of ``data/split/<split>.csv``: the notebooks' folder layout."""
@@ -423,7 +481,7 @@ def notebook_fit(train_dir: Path, test_dir: Path, weights: Path) -> dict:
 # ---------------------------------------------------------------- main
 
 def measure(work: Path, args: argparse.Namespace, loop: Loop) -> dict:
-    """Steps 1-4 (and 6 with ``--notebook``) in one fresh workspace; the imports the floor needs come with them."""
+    """Steps 1-4 and 6 (and 7 with ``--notebook``) in one fresh workspace; the imports the floor needs come with them."""
     data = sample_data(work / "paintings", loop.artists, loop.per_artist)
     params = best_params(args.command, data)
     params["resize"] = {**params["resize"], "image_size": loop.image_size}
@@ -437,6 +495,8 @@ def measure(work: Path, args: argparse.Namespace, loop: Loop) -> dict:
     result["head_only"] = timed_command(project, ["exp", "run", "-S", f"model.l2={HEAD_ONLY_L2}"], env,
                                         work / "imports-head")
     log.info("head-only point: %s", result["head_only"])
+    result["forward_pass"] = forward_pass(project, env, loop.repeats)
+    log.info("the backbone's forward pass alone: %s", result["forward_pass"])
     result["mlflow_model"] = log_model_cost(project, env, loop.repeats)
     log.info("MLflow Model of one point: %s", result["mlflow_model"])
     if loop.jobs:
@@ -445,6 +505,13 @@ def measure(work: Path, args: argparse.Namespace, loop: Loop) -> dict:
         result["notebook"] = notebook_recipe(project, work)
         log.info("notebook recipe: %s", result["notebook"])
     return {**result, "imports": imports}
+
+
+def least_possible(floor_s: float, forward_s: float, best_s: float) -> dict:
+    """The least time the best command can take (the floor plus the forward pass alone) against 1.3x the floor."""
+    bound = floor_s + forward_s
+    return {"seconds": round(bound, 1), "target_s": round(1.3 * floor_s, 1),
+            "target_reachable": bound <= 1.3 * floor_s, "best_to_least_possible": round(best_s / bound, 2)}
 
 
 def describe(data: dict, loop: Loop) -> str:
@@ -479,23 +546,29 @@ def main(argv: Optional[list[str]] = None) -> dict:
     before, date = load_average(), utc_now()
     with tempfile.TemporaryDirectory(prefix="painter-loop-") as folder:
         work = Path(folder)
+        imports_file = args.output.with_name(IMPORTS_FILE)
         if args.floor_only:
             result = dict(read_results(args.output).get(ENTRY[args.command]) or {})
-            if "imports" not in result.get("floor", {}):
-                sys.exit(f"{args.output} has no {ENTRY[args.command]} entry with the stages' imports: run the loop first")
-            imports = result["floor"]["imports"]
+            saved = json.loads(imports_file.read_text(encoding="utf-8")) if imports_file.is_file() else {}
+            if not result or ENTRY[args.command] not in saved:
+                sys.exit(f"{imports_file} has no {ENTRY[args.command]} imports of the stages: run the loop first")
+            imports = saved[ENTRY[args.command]]
         else:
             result = {"date": date, "quick": args.quick, "machine": machine(), "versions": versions(),
                       "loop": {**asdict(loop), "command": args.command}, **measure(work, args, loop)}
             imports = result.pop("imports")
+            save_imports(imports_file, ENTRY[args.command], imports)
         floor = {"date": utc_now(), **import_floor(work, imports, loop.repeats)}
-        log.info("floor: %s", {key: value for key, value in floor.items() if key != "imports"})
+        log.info("floor: %s", floor)
     with_history(result, "floor", {**floor, "load_average": load_average()})
     if "best_command" in result:
         best = result["best_command"]
         result["best_to_floor"] = round(best["seconds"] / floor["dvc_exp_run_s"]["median"], 2)
         best["beyond_imports_s"] = {stage: round(seconds - floor["stage_imports_s"][stage]["median"], 1)
                                     for stage, seconds in best["stage_s"].items()}
+        if "forward_pass" in result:
+            result["least_possible"] = least_possible(floor["dvc_exp_run_s"]["median"],
+                                                      result["forward_pass"]["fastest_s"], best["seconds"])
     if args.floor_only:  # the entry stays the same run's, with a new floor
         results = read_results(args.output)
         results[ENTRY[args.command]] = result

@@ -311,7 +311,7 @@ class RuntimeParams:
     """``runtime``: how fast the stages run; never changes a result, so no DVC dependency."""
 
     workers: int = param(0, "processes that decode and resize images; 0: one per core", low=0)
-    predict_batch_size: int = param(64, "images per prediction step in features and evaluate", low=1)
+    predict_batch_size: int = param(16, "images per prediction step in features and evaluate", low=1)
     download_seconds: float = param(3600.0, "the longest one download may take, however slowly the server sends; "
                                     "data.timeout bounds each wait for data", low=0, low_open=True)
     graph_optimizer: bool = param(False, "TensorFlow's graph optimizer (Grappler): on may speed up steps on a GPU; "
