@@ -17,10 +17,10 @@ matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import confusion_matrix  # noqa: E402
 
 from painter_id.core.atomic import atomic_file, write_csv  # noqa: E402
 from painter_id.core.paths import CONFUSION_CSV, CONFUSION_PNG, MISCLASSIFIED_PNG, PER_ARTIST  # noqa: E402
+from painter_id.evaluation.scores import confusion  # noqa: E402
 
 ANNOTATE_MAX = 20  # beyond this many artists, numbers in the cells become unreadable
 # Names come from folder names: "$\\alpha$" or "a_b^c" must be drawn as written, never parsed
@@ -41,7 +41,7 @@ def literal_text(draw):
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], path: Path) -> None:
     """A row-normalised confusion matrix (row = actual artist), artist names on both axes."""
     n = len(labels)
-    counts = confusion_matrix(y_true, y_pred, labels=np.arange(n))
+    counts = confusion(y_true, y_pred, n)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
     side = max(5.0, 0.45 * n + 3.0)

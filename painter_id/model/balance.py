@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from sklearn.utils.class_weight import compute_class_weight
 
 
 def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> Optional[dict[int, float]]:
-    """``balanced`` weights (scikit-learn's) by class index; ``none``: None.
+    """``balanced`` weights by class index, as scikit-learn defines them (rows / (classes x the class's rows)); ``none``: None.
 
     Classes without training rows never occur as targets; they get weight 1.
     """
     if mode == "none":
         return None
-    present = np.unique(labels)
-    weights = compute_class_weight("balanced", classes=present, y=labels)
+    present, rows = np.unique(labels, return_counts=True)
+    weights = len(labels) / (len(present) * rows)
     table = {i: 1.0 for i in range(n_classes)}
     table.update({int(c): float(w) for c, w in zip(present, weights)})
     return table

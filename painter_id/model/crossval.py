@@ -15,7 +15,6 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
 
 from painter_id.core.errors import PipelineError
 from painter_id.core.params import Params, TrainParams
@@ -45,6 +44,8 @@ def fold_rows(split: Split, k: int, seed: int) -> list[tuple[np.ndarray, np.ndar
     if len(originals) < k:
         raise PipelineError(f"params.yaml: train.cv_folds is {k} but data/resized/train.csv has only "
                             f"{len(originals)} original paintings; use fewer folds")
+    from sklearn.model_selection import StratifiedKFold  # a second to import: only when cross-validating
+
     folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     fold_of: dict[str, int] = {}
     with warnings.catch_warnings():  # an artist with fewer than k paintings is simply absent from some folds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -79,6 +80,41 @@ def test_score_on_known_predictions():
     assert metrics["balanced_accuracy"] == pytest.approx(0.5)
     rows = scores.per_artist(y_true, probs.argmax(axis=1), list("abcdef"))
     assert rows[0] == ["a", 0.5, 0.5, 0.5, 2] and rows[2] == ["c", 1.0, 1.0, 1.0, 1]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_scores_are_scikit_learn_s_with_artists_missing_from_the_test_rows_or_the_predictions(seed):
+    from sklearn import metrics as sk
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from painter_id.model.balance import class_weights
+
+    rng = np.random.default_rng(seed)
+    n_classes, rows = int(rng.integers(2, 9)), int(rng.integers(1, 40))
+    present = rng.choice(n_classes, size=int(rng.integers(1, n_classes + 1)), replace=False)
+    y_true = rng.choice(present, size=rows)
+    probs = rng.dirichlet(np.ones(n_classes) * 0.3, size=rows)
+    y_pred = probs.argmax(axis=1)
+    labels = np.arange(n_classes)
+
+    metrics = scores.score(y_true, probs)
+
+    assert metrics["accuracy"] == pytest.approx(sk.accuracy_score(y_true, y_pred))
+    with warnings.catch_warnings():  # sklearn warns when a predicted artist has no test row
+        warnings.simplefilter("ignore", UserWarning)
+        assert metrics["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y_true, y_pred))
+    assert metrics["macro_f1"] == pytest.approx(
+        sk.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
+    expected = sk.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    table = scores.per_artist(y_true, y_pred, [f"artist {c}" for c in labels])
+    np.testing.assert_allclose(np.array([row[1:] for row in table]).T, np.array(expected), atol=1e-12)
+    np.testing.assert_array_equal(scores.confusion(y_true, y_pred, n_classes),
+                                  sk.confusion_matrix(y_true, y_pred, labels=labels))
+    weights = class_weights(y_true, n_classes, "balanced")
+    classes = np.unique(y_true)
+    expected_weights = compute_class_weight("balanced", classes=classes, y=y_true)
+    assert [weights[int(c)] for c in classes] == pytest.approx(list(expected_weights))
+    assert all(weights[c] == 1.0 for c in range(n_classes) if c not in classes)
 
 
 def test_confusion_figure_grows_with_the_number_of_artists(tmp_path):
