@@ -92,3 +92,13 @@ def test_log_pyfunc_model_keeps_the_pins_skips_mlflow_s_scan_of_every_package_an
         assert environment.warn_dependency_requirement_mismatches is check
         requirements = Path(mlflow.pyfunc.get_model_dependencies(info.model_uri))
     assert pin in requirements.read_text(encoding="utf-8").split()
+
+
+def test_dvc_reads_yaml_with_ruamel_s_c_parser_and_the_same_values():
+    from ruamel.yaml import YAML
+
+    text = "a: 1e-4\nb: on\nc: 010\nd: [x, 2]\ne: ~\n"
+    fast = YAML(typ="safe")  # what DVC's parse_yaml makes
+    assert fast.Parser.__name__ == "CParser"  # ruamel.yaml.clib, a dependency for speed only
+    assert fast.load(text) == YAML(typ="safe", pure=True).load(text) == {"a": 1e-4, "b": "on", "c": 10,
+                                                                         "d": ["x", 2], "e": None}

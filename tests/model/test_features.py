@@ -116,7 +116,7 @@ def test_evaluate_scored_the_head_on_features_as_the_model_predicts_the_pixels(s
     assert set(summary) == {"iterations", "best_val_accuracy", "best_val_loss"} and summary["iterations"] >= 1
 
 
-def test_head_only_train_and_evaluate_start_no_tensorflow(solved, tmp_path):
+def test_head_only_train_and_evaluate_start_no_tensorflow_nor_scikit_learn(solved, tmp_path):
     project = tmp_path / "project"
     for name in ("data", "params.yaml"):
         src = solved / name
@@ -132,7 +132,7 @@ def test_head_only_train_and_evaluate_start_no_tensorflow(solved, tmp_path):
         import importlib, sys
         for stage in ("train", "evaluate"):
             importlib.import_module(f"stages.{stage}").main()
-            print(stage, sorted(name for name in ("tensorflow", "keras") if name in sys.modules))
+            print(stage, sorted(name for name in ("tensorflow", "keras", "sklearn") if name in sys.modules))
     """)
     proc = run([sys.executable, "-c", script], project, env={"PYTHONPATH": str(REPO_ROOT), "MLFLOW_TRACKING_URI": None})
     assert proc.stdout.split("\n")[:2] == ["train []", "evaluate []"]
