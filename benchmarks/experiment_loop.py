@@ -282,22 +282,19 @@ def forward_probe(repeats: int) -> None:
     it is written in around Keras, so the floor plus it is the least time the best command can
     take on this machine.
     """
-    import dataclasses
-
     import numpy as np
 
     from painter_id.core.params import load_all
     from painter_id.data import resized
     from painter_id.model import features
-    from painter_id.model.network import build_network
 
     params = load_all()
     train, test = resized.load_split("train"), resized.load_split("test", allow_empty=True)
-    single = dataclasses.replace(params, train=dataclasses.replace(params.train, strategy="auto"))
-    extractor = features.extractor_model(build_network(single, train.size, len(resized.class_names(train.artists))).model)
+    net = features.feature_network(params, train.size, len(resized.class_names(train.artists)))
+    extractor = features.extractor_model(net.model)
     run, width, batch = features.forward(extractor), int(extractor.output.shape[-1]), params.runtime.predict_batch_size
-    arrays = [np.asarray(train.images), np.asarray(test.images), np.ascontiguousarray(features.mirrored(test.images))]
-    run(arrays[0][:1].astype(np.float32))
+    arrays = [train.images, test.images, features.mirrored(test.images)]
+    run(np.asarray(train.images[:1], dtype=np.float32))
     seconds = [timed(lambda: [features.compute(run, images, batch, width, "forward") for images in arrays])
                for _ in range(repeats)]
     print(json.dumps({"images": sum(len(images) for images in arrays), "seconds": seconds}))
@@ -410,16 +407,12 @@ def import_floor(work: Path, imports: dict[str, list[str]], repeats: int) -> dic
 
 
 def save_imports(path: Path, entry: str, imports: dict[str, list[str]]) -> None:
-    """Keep the modules each stage loaded under ``entry`` of ``path`` (``--floor-only`` reads them), a line a stage.
+    """Keep the modules each stage loaded under ``entry`` of ``path``, which ``--floor-only`` reads.
 
     Thousands of names a stage: kept out of results.json, which people read.
     """
     saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    saved[entry] = imports
-    lines = [f"  {json.dumps(name)}: {{\n" + ",\n".join(f"    {json.dumps(stage)}: {json.dumps(names)}"
-                                                       for stage, names in stages.items()) + "\n  }"
-             for name, stages in saved.items()]
-    path.write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
+    path.write_text(json.dumps({**saved, entry: imports}) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------- 7. the notebook recipe

@@ -11,7 +11,6 @@ without TensorFlow, and train learns from the pixels.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
@@ -39,12 +38,8 @@ def main() -> None:
         with atomic_dir(FEATURES_DIR) as tmp:
             write_json(tmp / FEATURES_INFO.name, {"format": FEATURES_FORMAT, "used": False, "reason": reason})
         return
-    from painter_id.model.network import build_network  # TensorFlow: only when there are features to compute
-
     train, test = resized.load_split("train"), resized.load_split("test", allow_empty=True)
-    # One process computes them, whatever train.strategy says: the features are the same.
-    single = dataclasses.replace(params, train=dataclasses.replace(params.train, strategy="auto"))
-    net = build_network(single, train.size, len(resized.class_names(train.artists)))
+    net = features.feature_network(params, train.size, len(resized.class_names(train.artists)))
     extractor = features.extractor_model(net.model)
     batch = params.runtime.predict_batch_size  # speed only: the features are the same
     with atomic_dir(FEATURES_DIR) as tmp:

@@ -8,9 +8,10 @@ import numpy as np
 
 
 def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> Optional[dict[int, float]]:
-    """``balanced`` weights by class index, as scikit-learn defines them (rows / (classes x the class's rows)); ``none``: None.
+    """``balanced`` weights by class index; ``none``: None.
 
-    Classes without training rows never occur as targets; they get weight 1.
+    As scikit-learn defines them: all rows / (classes present x the class's rows). Classes
+    without training rows never occur as targets; they get weight 1.
     """
     if mode == "none":
         return None

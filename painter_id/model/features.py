@@ -16,6 +16,7 @@ inference output, as at prediction.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Optional
 
@@ -25,6 +26,8 @@ from painter_id.core.params import Params
 
 if TYPE_CHECKING:
     import keras
+
+    from painter_id.model.network import Network
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,17 @@ def why_not_used(params: Params) -> Optional[str]:
         return (f"train.{augmentation[0]} is on: augmentation changes what the backbone sees every epoch, so "
                 "train learns from the pixels (turn it off to solve the head on features)")
     return None
+
+
+def feature_network(params: Params, size: int, n_classes: int) -> Network:
+    """The network whose frozen backbone computes the features, built for this one process.
+
+    Whatever ``train.strategy`` says: the features are the same on one device or many.
+    """
+    from painter_id.model.network import build_network  # TensorFlow: only when there are features to compute
+
+    single = dataclasses.replace(params, train=dataclasses.replace(params.train, strategy="auto"))
+    return build_network(single, size, n_classes)
 
 
 def extractor_model(model: keras.Model) -> keras.Model:
